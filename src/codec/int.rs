@@ -1,0 +1,1 @@
+//! The `int` codec stage.

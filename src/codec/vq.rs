@@ -1,0 +1,1 @@
+//! The `vq` codec stage.

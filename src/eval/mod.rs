@@ -1,0 +1,1 @@
+//! Perplexity and KL-divergence evaluation of a LLaMA-family model.

@@ -1,0 +1,1 @@
+//! The `.tpk` container: layout, streaming writer and zero-copy reader.
