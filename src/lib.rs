@@ -6,6 +6,13 @@
 //! file, validates it once and hands out zero-copy views that [`codec`] decodes.
 #![deny(missing_docs)]
 
+#[cfg(target_endian = "big")]
+compile_error!("tenpak's zero-copy views assume a little-endian host");
+
 pub mod codec;
+mod error;
 pub mod eval;
 pub mod format;
+
+pub use error::{Error, Result};
+pub use format::{TensorView, TpkFile, TpkWriter};
