@@ -13,6 +13,7 @@ pub mod codec;
 mod error;
 pub mod eval;
 pub mod format;
+pub mod inspect;
 
 pub use error::{Error, Result};
 pub use format::{TensorView, TpkFile, TpkWriter};

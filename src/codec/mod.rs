@@ -6,6 +6,7 @@
 pub mod ggml;
 pub mod int;
 pub mod lowrank;
+pub mod spec;
 pub mod staged;
 pub mod vq;
 
@@ -28,4 +29,45 @@ pub fn unknown_codec(t: &TensorView<'_>) -> Error {
         what: "codec",
         value: t.codec().code().into(),
     }
+}
+
+/// The ggml type id of a lower-case type name (`q4_k`), for codec specs.
+pub fn ggml_id(name: &str) -> Option<u32> {
+    // TEMPORARY until the ggml module lands.
+    const T: &[(&str, u32)] = &[
+        ("q4_0", 2),
+        ("q4_1", 3),
+        ("q5_0", 6),
+        ("q5_1", 7),
+        ("q8_0", 8),
+        ("q2_k", 10),
+        ("q3_k", 11),
+        ("q4_k", 12),
+        ("q5_k", 13),
+        ("q6_k", 14),
+        ("iq4_nl", 20),
+        ("iq4_xs", 23),
+    ];
+    T.iter().find(|(n, _)| *n == name).map(|(_, i)| *i)
+}
+
+/// The name of a ggml type id.
+pub fn ggml_name(id: u32) -> String {
+    const T: &[(&str, u32)] = &[
+        ("q4_0", 2),
+        ("q4_1", 3),
+        ("q5_0", 6),
+        ("q5_1", 7),
+        ("q8_0", 8),
+        ("q2_k", 10),
+        ("q3_k", 11),
+        ("q4_k", 12),
+        ("q5_k", 13),
+        ("q6_k", 14),
+        ("iq4_nl", 20),
+        ("iq4_xs", 23),
+    ];
+    T.iter()
+        .find(|(_, i)| *i == id)
+        .map_or_else(|| format!("ggml{id}"), |(n, _)| n.to_string())
 }

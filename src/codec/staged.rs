@@ -377,3 +377,31 @@ pub fn validate(t: &TensorView<'_>) -> Result<Vec<Stage>> {
     }
     Ok(stages)
 }
+
+/// A compact label of a stage list, e.g. `lr32w+vq4x256w+int4g32`, as `tpk inspect` shows it.
+pub fn label(stages: &[Stage]) -> String {
+    let parts: Vec<String> = stages
+        .iter()
+        .map(|s| match *s {
+            Stage::Raw { dtype } => dtype.to_string(),
+            Stage::Int {
+                bits,
+                group,
+                symmetric,
+                refine,
+            } => format!(
+                "int{bits}g{group}{}{}",
+                if symmetric { "s" } else { "" },
+                if refine { "o" } else { "" }
+            ),
+            Stage::Vq { dim, k, weighted } => {
+                format!("vq{dim}x{k}{}", if weighted { "w" } else { "" })
+            }
+            Stage::LowRank { rank, weighted } => {
+                format!("lr{rank}{}", if weighted { "w" } else { "" })
+            }
+            Stage::Ggml { type_id } => crate::codec::ggml_name(type_id),
+        })
+        .collect();
+    parts.join("+")
+}
