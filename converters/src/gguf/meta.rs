@@ -234,7 +234,7 @@ fn detect_pre(pt: Option<&Value>) -> &'static str {
     });
     let bl_regex = list
         .iter()
-        .any(|p| is_bytelevel(&p) && p.get("use_regex").and_then(Value::as_bool).unwrap_or(true));
+        .any(|p| is_bytelevel(p) && p.get("use_regex").and_then(Value::as_bool).unwrap_or(true));
     if list.len() == 2 && digits && bl_regex {
         return "smollm";
     }
