@@ -163,11 +163,17 @@ fn cve_class_c_string_and_array_bombs() {
     // Array of strings: 1000 claimed, 3 present.
     let mut p = B::default();
     p.u32(8).u64(1000).str("a").str("b").str("c");
-    assert!(matches!(fail(&one_kv("k", 9, &p.0)), GgufError::ArrayTooLong { .. }));
+    assert!(matches!(
+        fail(&one_kv("k", 9, &p.0)),
+        GgufError::ArrayTooLong { .. }
+    ));
     // A string that is within limits but longer than the file: EOF, no allocation.
     let mut p = B::default();
     p.u64(1 << 20).raw(b"abc");
-    assert!(matches!(fail(&one_kv("k", 8, &p.0)), GgufError::UnexpectedEof { .. }));
+    assert!(matches!(
+        fail(&one_kv("k", 8, &p.0)),
+        GgufError::UnexpectedEof { .. }
+    ));
     // String limit honoured.
     let mut p = B::default();
     p.str("abcdef");
@@ -188,7 +194,11 @@ fn cve_class_c_string_and_array_bombs() {
     };
     assert!(matches!(
         GgufFile::parse_with_limits(&one_kv("k", 9, &p.0), lim),
-        Err(GgufError::ArrayTooLong { len: 10, max: 9, .. })
+        Err(GgufError::ArrayTooLong {
+            len: 10,
+            max: 9,
+            ..
+        })
     ));
 }
 
@@ -211,7 +221,10 @@ fn value_errors() {
     // Invalid UTF-8 in a value and in a key.
     let mut p = B::default();
     p.u64(2).raw(&[0xff, 0xfe]);
-    assert!(matches!(fail(&one_kv("k", 8, &p.0)), GgufError::InvalidUtf8 { .. }));
+    assert!(matches!(
+        fail(&one_kv("k", 8, &p.0)),
+        GgufError::InvalidUtf8 { .. }
+    ));
     let mut b = B::header(3, 0, 1);
     b.u64(1).u8(0x80).u32(4).u32(0);
     assert!(matches!(fail(&b.0), GgufError::InvalidUtf8 { .. }));
@@ -246,7 +259,10 @@ fn value_errors() {
     ));
     let mut p = B::default();
     p.u32(7).u64(2).u8(1).u8(7);
-    assert!(matches!(fail(&one_kv("k", 9, &p.0)), GgufError::BadBool { value: 7, .. }));
+    assert!(matches!(
+        fail(&one_kv("k", 9, &p.0)),
+        GgufError::BadBool { value: 7, .. }
+    ));
 }
 
 #[test]
@@ -278,7 +294,10 @@ fn tensor_info_errors() {
     ));
     // Duplicate name.
     let mut b = B::header(3, 2, 0);
-    b.tensor("t", &[8], 0, 0).tensor("t", &[8], 0, 32).pad(32).zeros(64);
+    b.tensor("t", &[8], 0, 0)
+        .tensor("t", &[8], 0, 32)
+        .pad(32)
+        .zeros(64);
     assert!(matches!(fail(&b.0), GgufError::DuplicateTensorName(n) if n == "t"));
     // Five dims.
     assert!(matches!(
@@ -300,14 +319,25 @@ fn tensor_info_errors() {
     // Q8_0 with a row of 33 elements.
     assert!(matches!(
         fail(&one_tensor("t", &[33, 1], 8, 0, 64)),
-        GgufError::RowNotBlockMultiple { ne0: 33, block: 32, .. }
+        GgufError::RowNotBlockMultiple {
+            ne0: 33,
+            block: 32,
+            ..
+        }
     ));
     // Misaligned offset.
     let mut b = B::header(3, 2, 0);
-    b.tensor("a", &[1], 0, 0).tensor("b", &[1], 0, 4).pad(32).zeros(64);
+    b.tensor("a", &[1], 0, 0)
+        .tensor("b", &[1], 0, 4)
+        .pad(32)
+        .zeros(64);
     assert!(matches!(
         fail(&b.0),
-        GgufError::MisalignedOffset { offset: 4, alignment: 32, .. }
+        GgufError::MisalignedOffset {
+            offset: 4,
+            alignment: 32,
+            ..
+        }
     ));
 }
 
@@ -363,7 +393,10 @@ fn cve_class_b_offset_and_total_size_overflow() {
 fn overlap_rejected_gap_flagged() {
     // Overlap: b starts inside a.
     let mut b = B::header(3, 2, 0);
-    b.tensor("a", &[16], 0, 0).tensor("b", &[8], 0, 32).pad(32).zeros(96);
+    b.tensor("a", &[16], 0, 0)
+        .tensor("b", &[8], 0, 32)
+        .pad(32)
+        .zeros(96);
     assert!(matches!(fail(&b.0), GgufError::TensorOverlap { a, b } if a == "a" && b == "b"));
     // Gap: parses, data accessible, flagged as not llama.cpp-strict.
     let mut b = B::header(3, 2, 0);
@@ -376,11 +409,17 @@ fn overlap_rejected_gap_flagged() {
     assert_eq!(f.tensor_data(&f.tensors()[1])[0], 7);
     // Reordered data (b before a): also flagged, not rejected.
     let mut b = B::header(3, 2, 0);
-    b.tensor("a", &[8], 0, 32).tensor("b", &[8], 0, 0).pad(32).zeros(64);
+    b.tensor("a", &[8], 0, 32)
+        .tensor("b", &[8], 0, 0)
+        .pad(32)
+        .zeros(64);
     assert!(!GgufFile::parse(&b.0).unwrap().strict_offsets());
     // Minimal packing: strict.
     let mut b = B::header(3, 2, 0);
-    b.tensor("a", &[3], 0, 0).tensor("b", &[8], 0, 32).pad(32).zeros(64);
+    b.tensor("a", &[3], 0, 0)
+        .tensor("b", &[8], 0, 32)
+        .pad(32)
+        .zeros(64);
     assert!(GgufFile::parse(&b.0).unwrap().strict_offsets());
 }
 
@@ -388,7 +427,10 @@ fn overlap_rejected_gap_flagged() {
 fn zero_sized_tensors_and_scalars() {
     // A zero dim gives a zero-byte tensor; zero dims gives a 1-element scalar.
     let mut b = B::header(3, 2, 0);
-    b.tensor("z", &[0, 4], 0, 0).tensor("s", &[], 0, 0).pad(32).zeros(32);
+    b.tensor("z", &[0, 4], 0, 0)
+        .tensor("s", &[], 0, 0)
+        .pad(32)
+        .zeros(32);
     let f = GgufFile::parse(&b.0).unwrap();
     assert_eq!(f.tensors()[0].n_bytes, 0);
     assert_eq!(f.tensors()[1].n_bytes, 4);

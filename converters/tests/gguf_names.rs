@@ -13,16 +13,40 @@ fn name_map_both_ways() {
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
         ("lm_head.weight", "output.weight"),
-        ("model.layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"),
-        ("model.layers.12.self_attn.q_proj.weight", "blk.12.attn_q.weight"),
-        ("model.layers.3.self_attn.k_proj.weight", "blk.3.attn_k.weight"),
-        ("model.layers.3.self_attn.v_proj.weight", "blk.3.attn_v.weight"),
-        ("model.layers.3.self_attn.o_proj.weight", "blk.3.attn_output.weight"),
+        (
+            "model.layers.0.input_layernorm.weight",
+            "blk.0.attn_norm.weight",
+        ),
+        (
+            "model.layers.12.self_attn.q_proj.weight",
+            "blk.12.attn_q.weight",
+        ),
+        (
+            "model.layers.3.self_attn.k_proj.weight",
+            "blk.3.attn_k.weight",
+        ),
+        (
+            "model.layers.3.self_attn.v_proj.weight",
+            "blk.3.attn_v.weight",
+        ),
+        (
+            "model.layers.3.self_attn.o_proj.weight",
+            "blk.3.attn_output.weight",
+        ),
         ("model.layers.3.self_attn.q_proj.bias", "blk.3.attn_q.bias"),
-        ("model.layers.29.post_attention_layernorm.weight", "blk.29.ffn_norm.weight"),
-        ("model.layers.1.mlp.gate_proj.weight", "blk.1.ffn_gate.weight"),
+        (
+            "model.layers.29.post_attention_layernorm.weight",
+            "blk.29.ffn_norm.weight",
+        ),
+        (
+            "model.layers.1.mlp.gate_proj.weight",
+            "blk.1.ffn_gate.weight",
+        ),
         ("model.layers.1.mlp.up_proj.weight", "blk.1.ffn_up.weight"),
-        ("model.layers.1.mlp.down_proj.weight", "blk.1.ffn_down.weight"),
+        (
+            "model.layers.1.mlp.down_proj.weight",
+            "blk.1.ffn_down.weight",
+        ),
     ];
     for (hf, gg) in pairs {
         assert_eq!(hf_to_gguf_name(hf).as_deref(), Some(gg), "{hf}");
@@ -39,7 +63,10 @@ fn name_map_both_ways() {
         assert_eq!(hf_to_gguf_name(none), None, "{none}");
         assert_eq!(gguf_to_hf_name(none), None, "{none}");
     }
-    assert_eq!(qk_proj("model.layers.2.self_attn.q_proj.weight"), Some(QkProj::Q));
+    assert_eq!(
+        qk_proj("model.layers.2.self_attn.q_proj.weight"),
+        Some(QkProj::Q)
+    );
     assert_eq!(qk_proj("blk.2.attn_k.bias"), Some(QkProj::K));
     assert_eq!(qk_proj("blk.2.attn_v.weight"), None);
 }
@@ -62,7 +89,11 @@ fn permute_hand_checked() {
 fn permute_matches_reshape_formula_and_inverts() {
     // Check against the numpy formula W.reshape(n_h, 2, hd/2, in).swapaxes(1, 2)
     // evaluated by index arithmetic, on random quantized-looking rows.
-    for (n_head, hd, row_bytes, seed) in [(3usize, 8usize, 34usize, 1u64), (4, 64, 18, 2), (1, 2, 5, 3)] {
+    for (n_head, hd, row_bytes, seed) in [
+        (3usize, 8usize, 34usize, 1u64),
+        (4, 64, 18, 2),
+        (1, 2, 5, 3),
+    ] {
         let n_rows = n_head * hd;
         let w = gguf_common::rand_bytes(seed, n_rows * row_bytes);
         let p = permute_qk_rows(&w, n_rows, row_bytes, n_head).unwrap();
@@ -89,7 +120,13 @@ fn permute_matches_reshape_formula_and_inverts() {
 #[test]
 fn permute_rejects_bad_shapes() {
     let d = vec![0u8; 24];
-    for (n_rows, row_bytes, n_head) in [(8, 4, 0), (8, 4, 3), (6, 4, 2), (7, 4, 1), (usize::MAX, 2, 1)] {
+    for (n_rows, row_bytes, n_head) in [
+        (8, 4, 0),
+        (8, 4, 3),
+        (6, 4, 2),
+        (7, 4, 1),
+        (usize::MAX, 2, 1),
+    ] {
         assert!(matches!(
             permute_qk_rows(&d, n_rows, row_bytes, n_head),
             Err(GgufError::BadPermuteShape(_))

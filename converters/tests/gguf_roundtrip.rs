@@ -32,12 +32,28 @@ fn all_kinds_kv() -> Vec<(String, GgufValue)> {
         kv("t.a.i16", GgufValue::Array(GgufArray::I16(vec![-1]))),
         kv("t.a.u32", GgufValue::Array(GgufArray::U32(vec![7, 8, 9]))),
         kv("t.a.i32", GgufValue::Array(GgufArray::I32(vec![1, -3]))),
-        kv("t.a.f32", GgufValue::Array(GgufArray::F32(vec![0.5, -0.0, 3.25]))),
-        kv("t.a.bool", GgufValue::Array(GgufArray::Bool(vec![true, false]))),
+        kv(
+            "t.a.f32",
+            GgufValue::Array(GgufArray::F32(vec![0.5, -0.0, 3.25])),
+        ),
+        kv(
+            "t.a.bool",
+            GgufValue::Array(GgufArray::Bool(vec![true, false])),
+        ),
         kv("t.a.u64", GgufValue::Array(GgufArray::U64(vec![1 << 40]))),
-        kv("t.a.i64", GgufValue::Array(GgufArray::I64(vec![-(1 << 40)]))),
+        kv(
+            "t.a.i64",
+            GgufValue::Array(GgufArray::I64(vec![-(1 << 40)])),
+        ),
         kv("t.a.f64", GgufValue::Array(GgufArray::F64(vec![1e300]))),
-        kv("t.a.str", GgufValue::Array(GgufArray::String(vec!["a b".into(), "".into(), "Ġx".into()]))),
+        kv(
+            "t.a.str",
+            GgufValue::Array(GgufArray::String(vec![
+                "a b".into(),
+                "".into(),
+                "Ġx".into(),
+            ])),
+        ),
         kv("t.a.empty", GgufValue::Array(GgufArray::String(vec![]))),
     ]
 }
@@ -55,9 +71,21 @@ fn specs() -> Vec<(GgufTensorSpec, Vec<u8>)> {
         )
     };
     vec![
-        mk("token_embd.weight", vec![64, 10], ggml_type::Q8_0, 2 * 34 * 10, 1),
+        mk(
+            "token_embd.weight",
+            vec![64, 10],
+            ggml_type::Q8_0,
+            2 * 34 * 10,
+            1,
+        ),
         mk("output_norm.weight", vec![7], ggml_type::F32, 28, 2),
-        mk("blk.0.attn_q.weight", vec![256, 3], ggml_type::Q4_K, 144 * 3, 3),
+        mk(
+            "blk.0.attn_q.weight",
+            vec![256, 3],
+            ggml_type::Q4_K,
+            144 * 3,
+            3,
+        ),
         mk("h", vec![3, 1, 1, 5], ggml_type::F16, 30, 4),
         mk("empty", vec![0], ggml_type::F32, 0, 5),
     ]
@@ -133,7 +161,7 @@ fn deterministic_and_default_alignment() {
     assert_eq!(f.alignment(), 32);
     assert!(f.strict_offsets());
     assert_eq!(f.tensors()[1].offset, 704); // 680 bytes of Q8_0 padded to 32
-    // Only the final file remains in the folder (temp file renamed).
+                                            // Only the final file remains in the folder (temp file renamed).
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -184,7 +212,10 @@ fn writer_refusals() {
     assert!(matches!(err(&kv, &bad), GgufError::TooManyDims { .. }));
     let mut bad = sp.clone();
     bad[0].dims = vec![33, 10];
-    assert!(matches!(err(&kv, &bad), GgufError::RowNotBlockMultiple { .. }));
+    assert!(matches!(
+        err(&kv, &bad),
+        GgufError::RowNotBlockMultiple { .. }
+    ));
 
     // Streaming order and size checks; an abandoned writer leaves no file.
     let t = specs();
@@ -198,7 +229,10 @@ fn writer_refusals() {
         Err(GgufError::SizeMismatch { .. })
     ));
     w.write_tensor("token_embd.weight", &t[0].1).unwrap();
-    assert!(matches!(w.finish(), Err(GgufError::MissingTensors { missing: 4 })));
+    assert!(matches!(
+        w.finish(),
+        Err(GgufError::MissingTensors { missing: 4 })
+    ));
     assert!(!out.exists());
     let mut w = GgufWriter::create(&out, &kv, &sp[..1], &[]).unwrap();
     w.write_tensor("token_embd.weight", &t[0].1).unwrap();

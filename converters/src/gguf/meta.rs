@@ -675,7 +675,7 @@ fn split(regex: &str) -> Value {
 }
 
 /// HF `tokenizer.json` rebuilt from a `gpt2` GGUF tokenizer: byte-level BPE with vocab
-/// and merges, control (type 3) and user-defined (type 4) tokens as added tokens, the
+/// (unused, type 5, filler tokens left out; ids are kept) and merges, control (type 3) and user-defined (type 4) tokens as added tokens, the
 /// pre-tokenizer matching `tokenizer.ggml.pre` (smollm: digits isolated one by one,
 /// then ByteLevel with its regex; llama-bpe / qwen2: their split regex then ByteLevel
 /// without regex; gpt-2 / default: ByteLevel with regex), a ByteLevel decoder and a
@@ -685,13 +685,18 @@ pub fn tokenizer_json_from_gguf<B: AsRef<[u8]>>(f: &GgufFile<B>) -> Result<Value
     let mut vocab = Map::new();
     let mut added = Vec::new();
     for (i, t) in v.tokens.iter().enumerate() {
+        let ty = v.types.and_then(|ts| ts.get(i).copied()).unwrap_or(1);
+        // UNUSED (5) entries are the `[PAD{i}]` fillers exporters put in the holes of
+        // the id space (embedding rows without a token); HF has no token there.
+        if ty == 5 {
+            continue;
+        }
         if vocab.insert(t.clone(), json!(i)).is_some() {
             return Err(bad(
                 "tokenizer.ggml.tokens",
                 format!("token {t:?} appears twice"),
             ));
         }
-        let ty = v.types.and_then(|ts| ts.get(i).copied()).unwrap_or(1);
         if ty == 3 || ty == 4 {
             added.push(json!({
                 "id": i, "content": t, "single_word": false, "lstrip": false,
