@@ -243,3 +243,125 @@ fn file_gguf_py_writes_is_read_by_us() {
     assert_eq!(py_read["tensors"], got["tensors"]);
     assert_eq!(py_read["kv"], got["kv"]);
 }
+
+/// GPT-2 byte-level alphabet: the printable char standing for each byte.
+fn byte_char(b: u8) -> char {
+    let printable = |x: u8| (33..=126).contains(&x) || (161..=172).contains(&x) || x >= 174;
+    if printable(b) {
+        return char::from(b);
+    }
+    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + n).expect("256..324 are valid chars")
+}
+
+/// A tiny byte-level BPE tokenizer.json: ids 0..255 are the bytes, then merges.
+fn tiny_tokenizer(pre: Value) -> Value {
+    let mut vocab = serde_json::Map::new();
+    for b in 0..=255u8 {
+        vocab.insert(byte_char(b).to_string(), json!(b));
+    }
+    for (i, t) in ["ab", "Ġab", "12", "123", "<|endoftext|>", "<|im_start|>"]
+        .iter()
+        .enumerate()
+    {
+        vocab.insert(t.to_string(), json!(256 + i));
+    }
+    json!({
+        "version": "1.0",
+        "added_tokens": [
+            {"id":260,"content":"<|endoftext|>","special":true,"single_word":false,"lstrip":false,"rstrip":false,"normalized":false},
+            {"id":261,"content":"<|im_start|>","special":true,"single_word":false,"lstrip":false,"rstrip":false,"normalized":false}],
+        "pre_tokenizer": pre,
+        "decoder": {"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true},
+        "model": {"type":"BPE","vocab": vocab, "merges": [["a","b"],["Ġ","ab"],["1","2"],["12","3"]]}
+    })
+}
+
+#[test]
+fn imported_tokenizer_json_tokenizes_like_the_pre_name_says() {
+    let Some(py) = python() else { return };
+    let has_tok = Command::new(&py)
+        .args(["-c", "import tokenizers"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_tok {
+        if std::env::var("TENPAK_REQUIRE_PY").as_deref() == Ok("1") {
+            panic!("TENPAK_REQUIRE_PY=1 but {py} cannot import tokenizers");
+        }
+        eprintln!("SKIP tokenizer.json check: {py} cannot import tokenizers");
+        return;
+    }
+    let split = |re: &str| json!({"type":"Split","pattern":{"Regex":re},"behavior":"Isolated","invert":false});
+    let bl = |r: bool| json!({"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":r});
+    let llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    let qwen2 = llama3.replace(r"\p{N}{1,3}", r"\p{N}");
+    let texts = ["ab 123", "<|im_start|>ab"];
+    // (pre tokenizer, pre name, add_bos, expected ids per text)
+    let cases: Vec<(Value, &str, bool, [Vec<u64>; 2])> = vec![
+        (
+            json!({"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true}, bl(true)]}),
+            "smollm",
+            false,
+            [vec![256, 32, 49, 50, 51], vec![261, 256]],
+        ),
+        (
+            json!({"type":"Sequence","pretokenizers":[split(llama3), bl(false)]}),
+            "llama-bpe",
+            true,
+            [vec![261, 256, 32, 259], vec![261, 261, 256]],
+        ),
+        (
+            json!({"type":"Sequence","pretokenizers":[split(&qwen2), bl(false)]}),
+            "qwen2",
+            false,
+            [vec![256, 32, 49, 50, 51], vec![261, 256]],
+        ),
+        (
+            bl(true),
+            "gpt-2",
+            false,
+            [vec![256, 32, 259], vec![261, 256]],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (pre, name, add_bos, expected) in cases {
+        let tc =
+            json!({"bos_token":"<|im_start|>","eos_token":"<|endoftext|>","add_bos_token":add_bos});
+        let kv =
+            tenpak_converters::gguf::tokenizer_kv(&tiny_tokenizer(pre), Some(&tc), None).unwrap();
+        assert_eq!(
+            kv.iter()
+                .find(|(k, _)| k == "tokenizer.ggml.pre")
+                .map(|(_, v)| v),
+            Some(&GgufValue::str(name))
+        );
+        let gguf_path = dir.path().join(format!("{name}.gguf"));
+        GgufWriter::create(&gguf_path, &kv, &[], &[])
+            .unwrap()
+            .finish()
+            .unwrap();
+        let f = GgufFile::open(&gguf_path).unwrap();
+        let tj = tenpak_converters::gguf::tokenizer_json_from_gguf(&f).unwrap();
+        let tj_path = dir.path().join(format!("{name}.tokenizer.json"));
+        std::fs::write(&tj_path, serde_json::to_vec(&tj).unwrap()).unwrap();
+        let mut cmd = Command::new(&py);
+        cmd.arg(SCRIPT).arg("tok").arg(&tj_path).args(texts);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(got[i]["ids"], json!(expected[i]), "{name} {text:?}");
+            let bos = if add_bos { "<|im_start|>" } else { "" };
+            assert_eq!(
+                got[i]["decoded"],
+                json!(format!("{bos}{text}")),
+                "{name} {text:?}"
+            );
+        }
+    }
+}

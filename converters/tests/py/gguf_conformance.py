@@ -4,6 +4,8 @@
   gguf_conformance.py read PATH    -> JSON dump of PATH as gguf.GGUFReader sees it
   gguf_conformance.py write PATH   -> writes PATH with gguf.GGUFWriter and prints the
                                       JSON of what it was asked to write
+  gguf_conformance.py tok PATH TEXT... -> loads PATH (a tokenizer.json) with HF
+                                      `tokenizers` and prints [{"ids", "decoded"}] per TEXT
 
 The JSON shape is the same in both modes so the Rust side compares one structure:
 {"alignment": int, "kv": [{"key", "type", "elem_type" (arrays only), "value"}],
@@ -12,9 +14,13 @@ The JSON shape is the same in both modes so the Rust side compares one structure
 import json
 import sys
 
-import numpy as np
-import gguf
-from gguf import GGUFValueType as VT, GGMLQuantizationType as QT
+try:
+    import numpy as np
+    import gguf
+    from gguf import GGUFValueType as VT, GGMLQuantizationType as QT
+except ImportError:  # the `tok` mode needs only `tokenizers`
+    if sys.argv[1:2] != ["tok"]:
+        raise
 
 
 def plain(v):
@@ -100,9 +106,22 @@ def write(path):
     return {"alignment": 32, "kv": expect, "tensors": tensors}
 
 
+def tok(path, texts):
+    from tokenizers import Tokenizer
+    t = Tokenizer.from_file(path)
+    out = []
+    for text in texts:
+        ids = t.encode(text).ids
+        out.append({"ids": ids, "decoded": t.decode(ids, skip_special_tokens=False)})
+    return out
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
-    out = read(path) if mode == "read" else write(path)
+    if mode == "tok":
+        out = tok(path, sys.argv[3:])
+    else:
+        out = read(path) if mode == "read" else write(path)
     json.dump(out, sys.stdout, ensure_ascii=False)
 
 
