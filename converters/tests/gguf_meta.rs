@@ -201,6 +201,12 @@ fn tokenizer_kv_smollm2_style() {
         get(&kv, "tokenizer.chat_template"),
         &GgufValue::str("{{ x }}")
     );
+    // List-form chat templates: the "default" entry is taken.
+    let mut tc = tok_config();
+    tc["chat_template"] =
+        json!([{"name":"tool_use","template":"T"},{"name":"default","template":"D"}]);
+    let kv3 = tokenizer_kv(&tokenizer(smollm2_pre(), false), Some(&tc), Some(10)).unwrap();
+    assert_eq!(get(&kv3, "tokenizer.chat_template"), &GgufValue::str("D"));
     // Pair-form merges give identical KVs.
     let kv2 = tokenizer_kv(
         &tokenizer(smollm2_pre(), true),

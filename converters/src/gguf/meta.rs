@@ -460,7 +460,17 @@ pub fn tokenizer_kv(
         .unwrap_or(tpl_eos);
     out.push(kv("tokenizer.ggml.add_bos_token", GgufValue::Bool(add_bos)));
     out.push(kv("tokenizer.ggml.add_eos_token", GgufValue::Bool(add_eos)));
-    if let Some(t) = tc.get("chat_template").and_then(Value::as_str) {
+    // A string, or (newer transformers) a list of {name, template}: take "default".
+    let template = match tc.get("chat_template") {
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|e| e.get("template"))
+            .and_then(Value::as_str),
+        _ => None,
+    };
+    if let Some(t) = template {
         out.push(kv("tokenizer.chat_template", GgufValue::str(t)));
     }
     Ok(out)
