@@ -153,12 +153,12 @@ pub enum GgufError {
         /// The type id.
         type_id: u32,
     },
-    /// ne[0] is not a multiple of the type's block size.
+    /// `ne[0]` is not a multiple of the type's block size.
     #[error("tensor {name:?}: row length {ne0} is not a multiple of block size {block}")]
     RowNotBlockMultiple {
         /// Tensor name.
         name: String,
-        /// ne[0].
+        /// `ne[0]`.
         ne0: u64,
         /// Block size of the type.
         block: u64,

@@ -11,9 +11,9 @@ use super::reader::GgufFile;
 use super::types::{GgufArray, GgufValue};
 use super::{GgufError, Result};
 
-/// Vocabulary sizes above this are refused (the largest real vocabularies are ~2^18), so
+/// Vocabulary sizes above 2^21 are refused (the largest real vocabularies are ~2^18), so
 /// a token id of 2^60 in a JSON file cannot make us allocate a table for it.
-pub const MAX_VOCAB: u64 = 1 << 24;
+pub const MAX_VOCAB: u64 = 1 << 21;
 
 /// Llama-3's pre-tokenizer split regex (llama.cpp pre name `llama-bpe`).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

@@ -15,7 +15,7 @@ mod writer;
 pub use error::{GgufError, Result};
 pub use meta::{
     arch_needs_qk_permute, config_from_gguf, llama_arch_kv, tokenizer_config_from_gguf,
-    tokenizer_json_from_gguf, tokenizer_kv,
+    tokenizer_json_from_gguf, tokenizer_kv, MAX_VOCAB,
 };
 pub use names::{
     gguf_to_hf_name, hf_to_gguf_name, permute_qk_rows, qk_proj, unpermute_qk_rows, QkProj,

@@ -53,7 +53,7 @@ impl Default for GgufLimits {
 pub struct GgufTensorInfo {
     /// Tensor name (1..=63 bytes, unique in the file).
     pub name: String,
-    /// Dimensions in GGUF order: `dims[0]` is ne[0], the fastest-varying (row length).
+    /// Dimensions in GGUF order: `dims[0]` is `ne[0]`, the fastest-varying (row length).
     pub dims: Vec<u64>,
     /// ggml type id.
     pub ggml_type: u32,

@@ -17,7 +17,7 @@ use super::{GgufError, Result};
 pub struct GgufTensorSpec {
     /// Tensor name (1..=63 bytes, unique).
     pub name: String,
-    /// Dimensions in GGUF order (ne[0] first).
+    /// Dimensions in GGUF order (`ne[0]` first).
     pub dims: Vec<u64>,
     /// ggml type id.
     pub ggml_type: u32,
