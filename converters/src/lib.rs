@@ -4,3 +4,7 @@
 //! metadata only: it knows nothing of `.tpk` and nothing of codec math, so the
 //! `tenpak` crate can depend on it without a cycle.
 #![deny(missing_docs)]
+
+pub mod safetensors;
+
+pub use safetensors::{SafetensorsError, SafetensorsModel, SafetensorsWriter};
