@@ -269,7 +269,8 @@ fn writer_refuses_to_overwrite_inputs() {
         ));
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
-        let err = SafetensorsWriter::create(&link, None, &[input.clone()], plan.clone());
+        let err =
+            SafetensorsWriter::create(&link, None, std::slice::from_ref(&input), plan.clone());
         std::fs::remove_file(&link).unwrap();
         assert!(matches!(
             err,

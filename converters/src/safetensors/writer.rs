@@ -21,6 +21,9 @@ pub struct TensorPlan {
     pub shape: Vec<usize>,
 }
 
+/// A tensor's header entry: name, dtype, shape, data begin and end (relative to the data section).
+type Entry<'a> = (&'a str, Dtype, &'a [usize], u64, u64);
+
 struct Slot {
     shard: usize,
     /// Absolute offset in the shard file.
@@ -78,7 +81,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Serializes a header: sorted keys, compact JSON, padded with spaces to a multiple of 8.
-fn header_json(entries: &[(&str, Dtype, &[usize], u64, u64)]) -> Vec<u8> {
+fn header_json(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut parts: Vec<(String, String)> = entries
         .iter()
         .map(|(name, dtype, shape, b, e)| {
@@ -215,7 +218,7 @@ impl SafetensorsWriter {
             }
         }
         // Layout within shards (plan order) and headers.
-        let mut per_shard: Vec<Vec<(&str, Dtype, &[usize], u64, u64)>> = vec![Vec::new(); n];
+        let mut per_shard: Vec<Vec<Entry<'_>>> = vec![Vec::new(); n];
         let mut cursor = vec![0u64; n];
         for ((t, &nb), &s) in plan.iter().zip(&sizes).zip(&assign) {
             let b = cursor[s];
