@@ -425,3 +425,34 @@ fn python_safetensors_agrees() {
         (Dtype::F32, vec![1, 3], vec![1e-8, -2.0, 65504.0])
     );
 }
+
+/// Manual measurement: `TENPAK_BIG_MODEL=DIR cargo test --release -p tenpak-converters --test
+/// safetensors_io -- --ignored --nocapture` reads every tensor of a big model (e.g. from
+/// `gen-fixtures big DIR --mb 500`) one at a time into a reused buffer.
+#[test]
+#[ignore]
+fn read_big_model_tensor_by_tensor() {
+    let Ok(dir) = std::env::var("TENPAK_BIG_MODEL") else {
+        eprintln!("skip: TENPAK_BIG_MODEL not set");
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let m = SafetensorsModel::open(&dir).unwrap();
+    let opened = t0.elapsed();
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    let mut sum = 0f64;
+    for t in m.tensors() {
+        buf.resize(t.numel(), 0f32);
+        m.read_f32_into(t, &mut buf, false).unwrap();
+        sum += buf.iter().map(|&x| x as f64).sum::<f64>();
+        n += t.numel();
+    }
+    assert!(sum.is_finite());
+    eprintln!(
+        "open {:?}, read {n} values of {} tensors in {:?} (checksum {sum})",
+        opened,
+        m.tensors().len(),
+        t0.elapsed()
+    );
+}
