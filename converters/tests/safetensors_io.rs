@@ -361,6 +361,28 @@ fn fixtures_parse_and_shards_match_single_file() {
 }
 
 #[test]
+fn big_fixture_parses_and_converts() {
+    let d = tempfile::tempdir().unwrap();
+    let target = 6 << 20;
+    tenpak_fixtures::write_big_model(d.path(), target, tenpak_fixtures::Dtype::BF16).unwrap();
+    let m = SafetensorsModel::open(d.path()).unwrap();
+    let bytes: u64 = m.tensors().iter().map(|t| (t.numel() * 2) as u64).sum();
+    let file_len = m.shard_files()[0].1;
+    assert!(
+        file_len > bytes && file_len - bytes < 64 * 1024,
+        "header only"
+    );
+    assert!(bytes.abs_diff(target) < target / 4, "{bytes}");
+    let mut buf = Vec::new();
+    for t in m.tensors() {
+        assert_eq!(t.dtype, Dtype::BF16);
+        buf.resize(t.numel(), 0f32);
+        m.read_f32_into(t, &mut buf, false).unwrap();
+    }
+    assert_eq!(m.side_files(), [d.path().join("config.json")]);
+}
+
+#[test]
 fn python_safetensors_agrees() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_st.py");
     let require = std::env::var("TENPAK_REQUIRE_PY").as_deref() == Ok("1");
