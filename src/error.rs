@@ -231,6 +231,12 @@ pub enum Error {
         /// Tensor name.
         tensor: String,
     },
+    /// A safetensors file could not be read or written.
+    #[error(transparent)]
+    Safetensors(#[from] tenpak_converters::SafetensorsError),
+    /// A GGUF file could not be read or written.
+    #[error(transparent)]
+    Gguf(#[from] tenpak_converters::gguf::GgufError),
 }
 
 /// Shorthand for results with [`Error`].
