@@ -1,0 +1,170 @@
+//! Decode kernels of the codec stages: a plain scalar reference for every stage and
+//! x86 AVX2/F16C fast paths for the hot ones (int at b=4 and b=8, vq), chosen at run
+//! time in this one place.
+//!
+//! Every fast path performs exactly the same IEEE f32 operations in the same order as
+//! its scalar reference (separate multiply and add, never a fused multiply-add), so the
+//! two are bit-identical; `tests/codec_stages.rs` checks this.
+
+use std::sync::OnceLock;
+
+use half::f16;
+
+use super::stage::Mode;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Which implementation a decoder uses; public so tests and benchmarks can pin one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Portable scalar reference.
+    Scalar,
+    /// x86-64 with AVX2 and F16C.
+    Avx2,
+}
+
+/// The fastest backend this CPU supports, detected once per process.
+pub fn detect() -> Backend {
+    static LEVEL: OnceLock<Backend> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Backend::Avx2;
+            }
+        }
+        Backend::Scalar
+    })
+}
+
+/// Returns `be` if this CPU can run it, else the scalar reference, so a caller asking
+/// for AVX2 on an old CPU can never execute an illegal instruction.
+pub fn usable(be: Backend) -> Backend {
+    match be {
+        Backend::Avx2 if detect() == Backend::Avx2 => Backend::Avx2,
+        _ => Backend::Scalar,
+    }
+}
+
+/// The affine map from a code q to a value, as the int stage defines it.
+#[derive(Debug, Clone, Copy)]
+pub enum Affine {
+    /// x = f32(q) * s + m.
+    Asym {
+        /// Scale (already widened from f16).
+        s: f32,
+        /// Offset (already widened from f16).
+        m: f32,
+    },
+    /// x = f32(q - half) * s.
+    Sym {
+        /// Scale (already widened from f16).
+        s: f32,
+        /// 2^(b-1).
+        half: i32,
+    },
+}
+
+impl Affine {
+    #[inline(always)]
+    fn apply(self, q: u32) -> f32 {
+        match self {
+            Affine::Asym { s, m } => q as f32 * s + m,
+            Affine::Sym { s, half } => (q as i32 - half) as f32 * s,
+        }
+    }
+}
+
+#[inline(always)]
+fn put(o: &mut f32, v: f32, mode: Mode) {
+    match mode {
+        Mode::Set => *o = v,
+        Mode::Add => *o += v,
+    }
+}
+
+/// Decodes the first `out.len()` codes of one group of `bits`-bit codes. Does nothing
+/// if `bits` is not in 1..=8 or `codes` is too short (callers validate first).
+pub fn int_group(be: Backend, bits: u8, codes: &[u8], aff: Affine, out: &mut [f32], mode: Mode) {
+    if !(1..=8).contains(&bits) {
+        return;
+    }
+    let need = (out.len() * bits as usize).div_ceil(8);
+    let Some(codes) = codes.get(..need) else {
+        return;
+    };
+    match usable(be) {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 if bits == 4 || bits == 8 => {
+            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+            unsafe { x86::int_group(bits, codes, aff, out, mode) }
+        }
+        _ => int_group_scalar(bits, codes, aff, out, mode),
+    }
+}
+
+/// Scalar reference for [`int_group`]; `codes` holds at least the packed bytes of
+/// `out.len()` codes (checked by the caller).
+fn int_group_scalar(bits: u8, codes: &[u8], aff: Affine, out: &mut [f32], mode: Mode) {
+    let mask = (1u32 << bits) - 1;
+    let mut acc: u32 = 0;
+    let mut nacc: u32 = 0;
+    let mut it = codes.iter();
+    for o in out.iter_mut() {
+        if nacc < bits as u32 {
+            acc |= (*it.next().unwrap_or(&0) as u32) << nacc;
+            nacc += 8;
+        }
+        let q = acc & mask;
+        acc >>= bits;
+        nacc -= bits as u32;
+        put(o, aff.apply(q), mode);
+    }
+}
+
+/// Decodes one row of a vq stage: `out[v*d + j] = C[idx[v]][j]` for the `out.len()`
+/// real positions. `indices` yields one codebook index per vector. Returns `false`
+/// (possibly after writing a prefix) if an index is outside the codebook or `d` is 0.
+pub fn vq_row(
+    be: Backend,
+    codebook: &[f16],
+    d: usize,
+    indices: impl Iterator<Item = usize>,
+    out: &mut [f32],
+    mode: Mode,
+) -> bool {
+    if d == 0 {
+        return false;
+    }
+    let be = usable(be);
+    let mut chunks = out.chunks_mut(d);
+    for idx in indices {
+        let Some(o) = chunks.next() else {
+            return true;
+        };
+        let Some(start) = idx.checked_mul(d) else {
+            return false;
+        };
+        let Some(c) = codebook.get(start..start + o.len()) else {
+            return false;
+        };
+        match be {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => {
+                // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+                unsafe { x86::copy_f16(c, o, mode) }
+            }
+            _ => copy_f16_scalar(c, o, mode),
+        }
+    }
+    true
+}
+
+fn copy_f16_scalar(c: &[f16], o: &mut [f32], mode: Mode) {
+    for (o, c) in o.iter_mut().zip(c) {
+        put(o, c.to_f32(), mode);
+    }
+}
