@@ -149,13 +149,20 @@ fn int_rate_distortion_factor() {
 }
 
 const BOUNDS_RD: [(u8, f64, f64); 7] = [
-    (2, 9.0, 9.0),
-    (3, 9.0, 9.0),
-    (4, 9.0, 9.0),
-    (5, 9.0, 9.0),
-    (6, 9.0, 9.0),
-    (7, 9.0, 9.0),
-    (8, 9.0, 9.0),
+    // measured: g32 2.467, g128 4.021
+    (2, 2.55, 4.15),
+    // measured: 1.800, 2.939
+    (3, 1.86, 3.03),
+    // measured: 1.564, 2.562
+    (4, 1.62, 2.64),
+    // measured: 1.461, 2.393
+    (5, 1.51, 2.47),
+    // measured: 1.418, 2.316
+    (6, 1.47, 2.39),
+    // measured: 1.402, 2.285
+    (7, 1.45, 2.36),
+    // measured: 1.389, 2.259
+    (8, 1.44, 2.33),
 ];
 
 /// Per-row (= per-group, cols == g) weighted squared errors.
@@ -200,14 +207,21 @@ fn refine_opt_never_worse_and_better_on_average() {
                 assert!(b <= a, "{p:?} group {i}: opt {b} > plain {a}");
             }
             let (sp, so): (f64, f64) = (plain.iter().sum(), opt.iter().sum());
-            eprintln!("refine {p:?} weighted={}: opt/plain = {:.3}", w.is_some(), so / sp);
+            eprintln!(
+                "refine {p:?} weighted={}: opt/plain = {:.3}",
+                w.is_some(),
+                so / sp
+            );
             assert!(so < 0.99 * sp, "{p:?}: opt {so} not better than plain {sp}");
         }
     }
 }
 
 fn pool(n: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -215,8 +229,10 @@ fn int_deterministic_across_threads_and_row_ranges() {
     let (rows, cols) = (67, 300);
     let x = gaussian(rows * cols, 3);
     let p = asym(4, 32);
-    let a = pool(1).install(|| int::encode(&x, rows, cols, &p, Refine::Opt { max_iters: 5 }, None).unwrap());
-    let b = pool(2).install(|| int::encode(&x, rows, cols, &p, Refine::Opt { max_iters: 5 }, None).unwrap());
+    let a = pool(1)
+        .install(|| int::encode(&x, rows, cols, &p, Refine::Opt { max_iters: 5 }, None).unwrap());
+    let b = pool(2)
+        .install(|| int::encode(&x, rows, cols, &p, Refine::Opt { max_iters: 5 }, None).unwrap());
     assert_eq!(a, b);
     let mut full = vec![0.0; rows * cols];
     int::decode_rows(a.as_ref(), cols, &p, 0..rows, &mut full, Mode::Set).unwrap();
@@ -228,18 +244,43 @@ fn int_deterministic_across_threads_and_row_ranges() {
 #[test]
 fn int_simd_matches_scalar_bit_exactly() {
     for (rows, cols) in [(5, 300), (3, 8), (2, 1001), (4, 4096 + 24)] {
-        let x: Vec<f32> = gaussian(rows * cols, cols as u64).iter().map(|v| v * 3.0 + 0.1).collect();
+        let x: Vec<f32> = gaussian(rows * cols, cols as u64)
+            .iter()
+            .map(|v| v * 3.0 + 0.1)
+            .collect();
         for bits in [4u8, 8, 2, 3] {
             for g in [8usize, 32, 128, 4096] {
                 for symmetric in [false, true] {
-                    let p = IntParams { bits, group: g, symmetric };
+                    let p = IntParams {
+                        bits,
+                        group: g,
+                        symmetric,
+                    };
                     let e = int::encode(&x, rows, cols, &p, Refine::None, None).unwrap();
                     let base = gaussian(rows * cols, 99);
                     for mode in [Mode::Set, Mode::Add] {
                         let mut s = base.clone();
                         let mut v = base.clone();
-                        int::decode_rows_with(Backend::Scalar, e.as_ref(), cols, &p, 0..rows, &mut s, mode).unwrap();
-                        int::decode_rows_with(Backend::Avx2, e.as_ref(), cols, &p, 0..rows, &mut v, mode).unwrap();
+                        int::decode_rows_with(
+                            Backend::Scalar,
+                            e.as_ref(),
+                            cols,
+                            &p,
+                            0..rows,
+                            &mut s,
+                            mode,
+                        )
+                        .unwrap();
+                        int::decode_rows_with(
+                            Backend::Avx2,
+                            e.as_ref(),
+                            cols,
+                            &p,
+                            0..rows,
+                            &mut v,
+                            mode,
+                        )
+                        .unwrap();
                         let sb: Vec<u32> = s.iter().map(|f| f.to_bits()).collect();
                         let vb: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
                         assert_eq!(sb, vb, "{p:?} {mode:?} {rows}x{cols}");
@@ -255,42 +296,71 @@ fn decoders_reject_bad_buffers_without_panicking() {
     let p = asym(4, 32);
     let e = int::encode(&gaussian(4 * 40, 1), 4, 40, &p, Refine::None, None).unwrap();
     let mut out = vec![0.0; 4 * 40];
-    let short = IntRef { codes: &e.codes[..e.codes.len() - 1], ..e.as_ref() };
+    let short = IntRef {
+        codes: &e.codes[..e.codes.len() - 1],
+        ..e.as_ref()
+    };
     assert!(matches!(
         int::decode_rows(short, 40, &p, 0..4, &mut out, Mode::Set),
         Err(StageError::Length { .. })
     ));
-    let no_off = IntRef { offsets: &[], ..e.as_ref() };
+    let no_off = IntRef {
+        offsets: &[],
+        ..e.as_ref()
+    };
     assert!(int::decode_rows(no_off, 40, &p, 0..4, &mut out, Mode::Set).is_err());
     assert!(int::decode_rows(e.as_ref(), 40, &p, 0..5, &mut out, Mode::Set).is_err());
     assert!(int::decode_rows(e.as_ref(), 40, &asym(9, 32), 0..4, &mut out, Mode::Set).is_err());
     assert!(int::layout(usize::MAX, 64, &p).is_none());
     assert!(int::layout(4, 40, &asym(4, 12)).is_none());
 
-    let vp = VqParams { d: 4, k: 4, iters: 3, seed: 1 };
+    let vp = VqParams {
+        d: 4,
+        k: 4,
+        iters: 3,
+        seed: 1,
+    };
     let v = vq::encode(&gaussian(4 * 40, 2), 4, 40, &vp, None).unwrap();
     let mut bad = v.indices.clone();
     bad[3] = 4; // outside the codebook
-    let r = VqRef { codebook: &v.codebook, indices: &bad };
+    let r = VqRef {
+        codebook: &v.codebook,
+        indices: &bad,
+    };
     for be in BACKENDS {
         assert_eq!(
             vq::decode_rows_with(be, r, 40, &vp, 0..4, &mut out, Mode::Set),
             Err(StageError::IndexOutOfRange)
         );
     }
-    let r = VqRef { codebook: &v.codebook[..15], indices: &v.indices };
+    let r = VqRef {
+        codebook: &v.codebook[..15],
+        indices: &v.indices,
+    };
     assert!(vq::decode_rows(r, 40, &vp, 0..4, &mut out, Mode::Set).is_err());
 
     let l = lowrank::encode(&gaussian(4 * 40, 3), 4, 40, 2, None).unwrap();
-    let r = lowrank::LowRankRef { left: &l.left[..7], right: &l.right };
+    let r = lowrank::LowRankRef {
+        left: &l.left[..7],
+        right: &l.right,
+    };
     assert!(lowrank::decode_rows(r, 40, 2, 0..4, &mut out, Mode::Set).is_err());
     assert!(lowrank::encode(&gaussian(4 * 40, 3), 4, 40, 5, None).is_err());
     let mut nan = gaussian(4 * 40, 3);
     nan[7] = f32::NAN;
-    assert_eq!(int::encode(&nan, 4, 40, &p, Refine::None, None), Err(StageError::NonFinite));
+    assert_eq!(
+        int::encode(&nan, 4, 40, &p, Refine::None, None),
+        Err(StageError::NonFinite)
+    );
 }
 
-fn vq_roundtrip(x: &[f32], rows: usize, cols: usize, p: &VqParams, w: Option<&[f32]>) -> (vq::VqEncoded, Vec<f32>) {
+fn vq_roundtrip(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    p: &VqParams,
+    w: Option<&[f32]>,
+) -> (vq::VqEncoded, Vec<f32>) {
     let e = vq::encode(x, rows, cols, p, w).unwrap();
     let mut out = vec![0.0; rows * cols];
     vq::decode_rows(e.as_ref(), cols, p, 0..rows, &mut out, Mode::Set).unwrap();
@@ -301,7 +371,12 @@ fn vq_roundtrip(x: &[f32], rows: usize, cols: usize, p: &VqParams, w: Option<&[f
 fn vq_beats_one_centroid_and_is_thread_deterministic() {
     let (rows, cols) = (96, 130); // 130 = 32*4 + 2: partial last vector
     let x = gaussian(rows * cols, 11);
-    let p = VqParams { d: 4, k: 64, iters: 15, seed: 5 };
+    let p = VqParams {
+        d: 4,
+        k: 64,
+        iters: 15,
+        seed: 5,
+    };
     let a = pool(1).install(|| vq::encode(&x, rows, cols, &p, None).unwrap());
     let b = pool(2).install(|| vq::encode(&x, rows, cols, &p, None).unwrap());
     assert_eq!(a, b);
@@ -329,7 +404,12 @@ fn vq_exact_when_few_distinct_vectors_and_u16_indices() {
             x[r * cols + c] = pats[(r + c / 3) % 3][c % 3];
         }
     }
-    let p = VqParams { d: 3, k: 300, iters: 15, seed: 2 };
+    let p = VqParams {
+        d: 3,
+        k: 300,
+        iters: 15,
+        seed: 2,
+    };
     let (e, out) = vq_roundtrip(&x, rows, cols, &p, None);
     assert_eq!(e.indices.len(), rows * 3 * 2);
     assert_eq!(e.codebook.len(), 300 * 3);
@@ -342,7 +422,12 @@ fn vq_weights_pull_centroids() {
     // made of two points with weights 3:1.
     let x = [0.0f32, 1.0, 10.0, 10.0];
     let w = [3.0f32, 1.0, 1.0, 1.0];
-    let p = VqParams { d: 1, k: 2, iters: 15, seed: 0 };
+    let p = VqParams {
+        d: 1,
+        k: 2,
+        iters: 15,
+        seed: 0,
+    };
     let (_, out) = vq_roundtrip(&x, 1, 4, &p, Some(&w));
     assert_eq!(out, vec![0.25, 0.25, 10.0, 10.0]);
 }
@@ -353,13 +438,20 @@ fn vq_simd_matches_scalar_bit_exactly() {
         for cols in [d * 5, d * 5 + d / 2 + 1] {
             let rows = 7;
             let x = gaussian(rows * cols, d as u64);
-            let p = VqParams { d, k: 16, iters: 2, seed: 3 };
+            let p = VqParams {
+                d,
+                k: 16,
+                iters: 2,
+                seed: 3,
+            };
             let e = vq::encode(&x, rows, cols, &p, None).unwrap();
             for mode in [Mode::Set, Mode::Add] {
                 let base = gaussian(rows * cols, 5);
                 let (mut s, mut v) = (base.clone(), base);
-                vq::decode_rows_with(Backend::Scalar, e.as_ref(), cols, &p, 0..rows, &mut s, mode).unwrap();
-                vq::decode_rows_with(Backend::Avx2, e.as_ref(), cols, &p, 0..rows, &mut v, mode).unwrap();
+                vq::decode_rows_with(Backend::Scalar, e.as_ref(), cols, &p, 0..rows, &mut s, mode)
+                    .unwrap();
+                vq::decode_rows_with(Backend::Avx2, e.as_ref(), cols, &p, 0..rows, &mut v, mode)
+                    .unwrap();
                 let sb: Vec<u32> = s.iter().map(|f| f.to_bits()).collect();
                 let vb: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
                 assert_eq!(sb, vb, "d={d} cols={cols} {mode:?}");
@@ -368,7 +460,13 @@ fn vq_simd_matches_scalar_bit_exactly() {
     }
 }
 
-fn lowrank_roundtrip(x: &[f32], rows: usize, cols: usize, r: usize, imp: Option<&[f32]>) -> Vec<f32> {
+fn lowrank_roundtrip(
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    r: usize,
+    imp: Option<&[f32]>,
+) -> Vec<f32> {
     let e = lowrank::encode(x, rows, cols, r, imp).unwrap();
     let mut out = vec![0.0; rows * cols];
     lowrank::decode_rows(e.as_ref(), cols, r, 0..rows, &mut out, Mode::Set).unwrap();
@@ -414,11 +512,21 @@ fn lowrank_error_matches_discarded_energy() {
     let s: Vec<f64> = (0..150).map(|i| 0.93f64.powi(i)).collect();
     let a = with_spectrum(rows, cols, &s, 4);
     let out = lowrank_roundtrip(&a, rows, cols, r, None);
-    let err: f64 = a.iter().zip(&out).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let err: f64 = a
+        .iter()
+        .zip(&out)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum();
     // Optimal (Eckart-Young) error of the exact SVD: energy of the discarded values.
     let tail: f64 = s[r..].iter().map(|v| v * v).sum();
-    eprintln!("lowrank: err {err:.5} vs tail {tail:.5} ratio {:.4}", err / tail);
-    assert!(err >= tail * 0.999 && err <= tail * 1.10, "err {err} tail {tail}");
+    eprintln!(
+        "lowrank: err {err:.5} vs tail {tail:.5} ratio {:.4}",
+        err / tail
+    );
+    assert!(
+        err >= tail * 0.999 && err <= tail * 1.10,
+        "err {err} tail {tail}"
+    );
     // With importance weights the weighted error is still within 10% of the weighted optimum
     // is hard to state analytically; check instead that it decodes to the same quality class
     // on the heavily weighted columns.
@@ -430,7 +538,10 @@ fn lowrank_error_matches_discarded_energy() {
             .map(|k| ((a[k] - o[k]) as f64).powi(2))
             .sum()
     };
-    assert!(col_err(&outw) < col_err(&out), "importance did not favour its columns");
+    assert!(
+        col_err(&outw) < col_err(&out),
+        "importance did not favour its columns"
+    );
 }
 
 #[test]
@@ -478,10 +589,30 @@ fn encode_throughput() {
         int::encode(&x, rows, cols, &asym(4, 32), Refine::None, None).unwrap();
     });
     time("int4 g32 opt(10)", &|| {
-        int::encode(&x, rows, cols, &asym(4, 32), Refine::Opt { max_iters: 10 }, None).unwrap();
+        int::encode(
+            &x,
+            rows,
+            cols,
+            &asym(4, 32),
+            Refine::Opt { max_iters: 10 },
+            None,
+        )
+        .unwrap();
     });
     time("vq d4 k256 15 iters", &|| {
-        vq::encode(&x, rows, cols, &VqParams { d: 4, k: 256, iters: 15, seed: 1 }, None).unwrap();
+        vq::encode(
+            &x,
+            rows,
+            cols,
+            &VqParams {
+                d: 4,
+                k: 256,
+                iters: 15,
+                seed: 1,
+            },
+            None,
+        )
+        .unwrap();
     });
     time("lowrank r32", &|| {
         lowrank::encode(&x, rows, cols, 32, None).unwrap();
@@ -491,8 +622,55 @@ fn encode_throughput() {
     for be in BACKENDS {
         let t = std::time::Instant::now();
         for _ in 0..20 {
-            int::decode_rows_with(be, e.as_ref(), cols, &asym(4, 32), 0..rows, &mut out, Mode::Set).unwrap();
+            int::decode_rows_with(
+                be,
+                e.as_ref(),
+                cols,
+                &asym(4, 32),
+                0..rows,
+                &mut out,
+                Mode::Set,
+            )
+            .unwrap();
         }
-        eprintln!("int4 g32 decode {be:?}: {:.0} MB/s of f32 output", 20.0 * mb / t.elapsed().as_secs_f64());
+        eprintln!(
+            "int4 g32 decode {be:?}: {:.0} MB/s of f32 output",
+            20.0 * mb / t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+#[test]
+fn f16_params_round_to_nearest_even_and_codes_use_them() {
+    // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even -> 1.
+    assert_eq!(f16::from_f32(1.0 + 2f32.powi(-11)).to_f32(), 1.0);
+    // 1 + 3*2^-11 is halfway between 1+2^-10 and 1+2^-9: ties to even -> 1+2^-9.
+    assert_eq!(
+        f16::from_f32(1.0 + 3.0 * 2f32.powi(-11)).to_f32(),
+        1.0 + 2f32.powi(-9)
+    );
+    // Every element whose value lies inside its group's decoded grid is within half a
+    // (decoded, f16) step of its reconstruction: the codes were chosen on that grid.
+    let (rows, cols, g) = (64, 256, 32);
+    let x: Vec<f32> = gaussian(rows * cols, 17)
+        .iter()
+        .map(|v| v * 0.37 + 0.011)
+        .collect();
+    for bits in [2u8, 4, 8] {
+        let p = asym(bits, g);
+        let e = int::encode(&x, rows, cols, &p, Refine::None, None).unwrap();
+        let mut out = vec![0.0; rows * cols];
+        int::decode_rows(e.as_ref(), cols, &p, 0..rows, &mut out, Mode::Set).unwrap();
+        let qmax = ((1u32 << bits) - 1) as f32;
+        for (i, (&a, &b)) in x.iter().zip(&out).enumerate() {
+            let k = i / g;
+            let (s, m) = (e.scales[k].to_f32(), e.offsets[k].to_f32());
+            if a >= m && a <= m + qmax * s {
+                assert!(
+                    (a - b).abs() <= 0.5 * s * (1.0 + 1e-5),
+                    "b={bits} i={i}: {a} -> {b}, s={s}"
+                );
+            }
+        }
     }
 }

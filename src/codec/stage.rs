@@ -12,7 +12,8 @@ use thiserror::Error;
 pub enum Mode {
     /// Overwrite `out` (the first stage of a tensor).
     Set,
-    /// Add into `out` (every later stage: `out += stage`).
+    /// Add into `out` (every later stage: `out += stage`): the stage's value is computed
+    /// exactly as in `Set`, then added with one f32 addition.
     Add,
 }
 
