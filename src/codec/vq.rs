@@ -200,7 +200,7 @@ fn seed(vs: &Vectors, w: &[f64], k: usize, rng: &mut SplitMix64) -> Vec<f32> {
             break;
         }
         let total: f64 = d2.iter().zip(w).map(|(&a, &b)| a as f64 * b).sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             break;
         }
         let i = pick(
@@ -275,7 +275,7 @@ fn update(vs: &Vectors, w: &[f64], idx: &[u32], cents: &mut [f32], k: usize) {
 }
 
 /// Encodes a row-major `rows x cols` matrix. `vec_weights` (len `rows*V`, finite,
-/// >= 0) weights each vector in seeding and in the centroid means (the assignment is
+/// non-negative) weights each vector in seeding and in the centroid means (the assignment is
 /// unweighted). The output is identical for any rayon thread count.
 pub fn encode(
     x: &[f32],
