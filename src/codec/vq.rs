@@ -230,26 +230,12 @@ fn assign(vs: &Vectors, cents: &[f32], k: usize, idx: &mut [u32]) {
             ct[j * k + c] = cents[c * d + j];
         }
     }
+    let be = kernels::detect();
     idx.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, ch)| {
         let mut dist = vec![0.0f32; k];
         for (t, out) in ch.iter_mut().enumerate() {
             let x = vs.get(ci * CHUNK + t);
-            dist.fill(0.0);
-            for (j, &xj) in x.iter().enumerate() {
-                for (dv, &cv) in dist.iter_mut().zip(&ct[j * k..(j + 1) * k]) {
-                    let e = xj - cv;
-                    *dv += e * e;
-                }
-            }
-            let mut best = 0usize;
-            let mut bd = dist[0];
-            for (c, &dv) in dist.iter().enumerate().skip(1) {
-                if dv < bd {
-                    bd = dv;
-                    best = c;
-                }
-            }
-            *out = best as u32;
+            *out = kernels::nearest(be, x, &ct, k, &mut dist) as u32;
         }
     });
 }

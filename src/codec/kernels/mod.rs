@@ -168,3 +168,79 @@ fn copy_f16_scalar(c: &[f16], o: &mut [f32], mode: Mode) {
         put(o, c.to_f32(), mode);
     }
 }
+
+/// Index of the centroid nearest to `x` in squared L2 distance, ties to the lowest
+/// index. Centroids are stored coordinate-major (`ct[j*k + c]` is coordinate j of
+/// centroid c, `ct.len() >= x.len()*k`); only the `x.len()` given coordinates count.
+/// `dist` is scalar scratch of length `>= k`. Each distance is computed as
+/// `((0 + e0²) + e1²) + ...` in f32 by every backend, so all backends agree.
+/// Returns 0 if the buffers are too short (callers size them; never out of bounds).
+pub fn nearest(be: Backend, x: &[f32], ct: &[f32], k: usize, dist: &mut [f32]) -> usize {
+    let Some(need) = x.len().checked_mul(k) else {
+        return 0;
+    };
+    if ct.len() < need || k == 0 {
+        return 0;
+    }
+    match usable(be) {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+            unsafe { x86::nearest(x, ct, k) }
+        }
+        _ => {
+            let Some(dist) = dist.get_mut(..k) else {
+                return 0;
+            };
+            dist.fill(0.0);
+            for (j, &xj) in x.iter().enumerate() {
+                for (dv, &cv) in dist.iter_mut().zip(&ct[j * k..(j + 1) * k]) {
+                    let e = xj - cv;
+                    *dv += e * e;
+                }
+            }
+            let mut best = 0usize;
+            let mut bd = dist[0];
+            for (c, &dv) in dist.iter().enumerate().skip(1) {
+                if dv < bd {
+                    bd = dv;
+                    best = c;
+                }
+            }
+            best
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::stage::SplitMix64;
+
+    #[test]
+    fn nearest_simd_matches_scalar_including_ties() {
+        let mut rng = SplitMix64::new(9);
+        for k in [2usize, 7, 8, 9, 31, 256, 300] {
+            for d in 1..=16 {
+                // Coarse values so exact ties (equal distances) are frequent.
+                let mut ct: Vec<f32> = (0..k * d)
+                    .map(|_| (rng.next_f64() * 4.0).floor() as f32)
+                    .collect();
+                // Duplicate centroid 0 at the end (ties must go to index 0).
+                for j in 0..d {
+                    ct[j * k + k - 1] = ct[j * k];
+                }
+                let mut dist = vec![0.0; k];
+                for _ in 0..50 {
+                    let n = 1 + (rng.next_u64() as usize) % d;
+                    let x: Vec<f32> = (0..n)
+                        .map(|_| (rng.next_f64() * 4.0).floor() as f32)
+                        .collect();
+                    let a = nearest(Backend::Scalar, &x, &ct, k, &mut dist);
+                    let b = nearest(Backend::Avx2, &x, &ct, k, &mut dist);
+                    assert_eq!(a, b, "k={k} d={d} x={x:?}");
+                }
+            }
+        }
+    }
+}

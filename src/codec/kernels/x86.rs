@@ -103,3 +103,62 @@ pub(super) unsafe fn copy_f16(c: &[f16], o: &mut [f32], mode: Mode) {
     }
     super::copy_f16_scalar(&c[i..n], &mut o[i..n], mode);
 }
+
+/// AVX2 version of `super::nearest`: 8 centroids per step, per-lane running minimum
+/// with strict `<` (so each lane keeps its lowest index), then a lowest-index reduction.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `ct.len() >= x.len() * k`.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
+    let k8 = k / 8 * 8;
+    let mut best_d = _mm256_set1_ps(f32::INFINITY);
+    let mut best_i = _mm256_setzero_si256();
+    let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let step = _mm256_set1_epi32(8);
+    let mut c = 0;
+    while c < k8 {
+        let mut acc = _mm256_setzero_ps();
+        for (j, &xj) in x.iter().enumerate() {
+            let row = &ct[j * k + c..j * k + c + 8];
+            // SAFETY: `row` is exactly 8 f32; unaligned load.
+            let cv = unsafe { _mm256_loadu_ps(row.as_ptr()) };
+            let e = _mm256_sub_ps(_mm256_set1_ps(xj), cv);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(e, e));
+        }
+        let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(acc, best_d);
+        best_d = _mm256_blendv_ps(best_d, acc, lt);
+        best_i = _mm256_blendv_epi8(best_i, idx, _mm256_castps_si256(lt));
+        idx = _mm256_add_epi32(idx, step);
+        c += 8;
+    }
+    let mut ds = [0.0f32; 8];
+    let mut is = [0i32; 8];
+    // SAFETY: both arrays hold exactly 8 lanes; unaligned stores.
+    unsafe {
+        _mm256_storeu_ps(ds.as_mut_ptr(), best_d);
+        _mm256_storeu_si256(is.as_mut_ptr() as *mut __m256i, best_i);
+    }
+    let mut bd = f32::INFINITY;
+    let mut bi = 0usize;
+    for (&d, &i) in ds.iter().zip(&is) {
+        let i = i as usize;
+        if d < bd || (d == bd && i < bi) {
+            bd = d;
+            bi = i;
+        }
+    }
+    // Remaining centroids (all with larger indices): strict `<` keeps ties low.
+    for cc in k8..k {
+        let mut s = 0.0f32;
+        for (j, &xj) in x.iter().enumerate() {
+            let e = xj - ct[j * k + cc];
+            s += e * e;
+        }
+        if s < bd {
+            bd = s;
+            bi = cc;
+        }
+    }
+    bi
+}
