@@ -614,6 +614,21 @@ fn encode_throughput() {
         )
         .unwrap();
     });
+    time("vq d4 k256 seeding only", &|| {
+        vq::encode(
+            &x,
+            rows,
+            cols,
+            &VqParams {
+                d: 4,
+                k: 256,
+                iters: 0,
+                seed: 1,
+            },
+            None,
+        )
+        .unwrap();
+    });
     time("lowrank r32", &|| {
         lowrank::encode(&x, rows, cols, 32, None).unwrap();
     });

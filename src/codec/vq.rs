@@ -124,7 +124,7 @@ impl Vectors {
         self.data.len() / self.d
     }
     fn real(&self, i: usize) -> usize {
-        if (i + 1) % self.v_per_row == 0 {
+        if self.last_real != self.d && (i + 1) % self.v_per_row == 0 {
             self.last_real
         } else {
             self.d
@@ -184,31 +184,49 @@ fn seed(vs: &Vectors, w: &[f64], k: usize, rng: &mut SplitMix64) -> Vec<f32> {
     put(&mut cents, 0, first);
     let mut d2 = vec![f32::INFINITY; n];
     let mut chosen = 1;
-    for c in 1..=k {
-        let cen = cents[(c - 1) * d..c * d].to_vec();
-        d2.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, ch)| {
-            for (t, dv) in ch.iter_mut().enumerate() {
-                let i = ci * CHUNK + t;
-                let x = vs.get(i);
-                let dd = dist2(x, &cen[..x.len()]);
-                if dd < *dv {
-                    *dv = dd;
+    for c in 1..k {
+        let cen = &cents[(c - 1) * d..c * d];
+        // Update D² against the newest centroid; each fixed chunk also returns its
+        // weighted D² sum, so the total and the sampling walk are ordered and cheap.
+        let sums: Vec<f64> = d2
+            .par_chunks_mut(CHUNK)
+            .zip(w.par_chunks(CHUNK))
+            .enumerate()
+            .map(|(ci, (ch, wc))| {
+                let mut sum = 0.0f64;
+                for (t, (dv, &wt)) in ch.iter_mut().zip(wc).enumerate() {
+                    let x = vs.get(ci * CHUNK + t);
+                    let dd = dist2(x, &cen[..x.len()]);
+                    if dd < *dv {
+                        *dv = dd;
+                    }
+                    sum += *dv as f64 * wt;
                 }
-            }
-        });
-        if c == k {
-            break;
-        }
-        let total: f64 = d2.iter().zip(w).map(|(&a, &b)| a as f64 * b).sum();
+                sum
+            })
+            .collect();
+        let total: f64 = sums.iter().sum();
         if total.is_nan() || total <= 0.0 {
             break;
         }
+        let mut target = rng.next_f64() * total;
+        // Find the chunk holding the sample, then the vector inside it.
+        let mut ci = 0;
+        while ci + 1 < sums.len() && target >= sums[ci] {
+            target -= sums[ci];
+            ci += 1;
+        }
+        let lo = ci * CHUNK;
+        let hi = (lo + CHUNK).min(n);
         let i = pick(
-            &mut d2.iter().zip(w).map(|(&a, &b)| a as f64 * b),
-            total,
-            rng.next_f64(),
+            &mut d2[lo..hi]
+                .iter()
+                .zip(&w[lo..hi])
+                .map(|(&a, &b)| a as f64 * b),
+            sums[ci],
+            target / sums[ci].max(f64::MIN_POSITIVE),
         );
-        put(&mut cents, c, i);
+        put(&mut cents, c, lo + i);
         chosen += 1;
     }
     // Fewer distinct (weighted) vectors than k: repeat the chosen centroids.

@@ -184,8 +184,9 @@ pub fn nearest(be: Backend, x: &[f32], ct: &[f32], k: usize, dist: &mut [f32]) -
     }
     match usable(be) {
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => {
-            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+        Backend::Avx2 if x.len() <= 16 => {
+            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C,
+            // and `ct.len() >= x.len()*k` was checked above.
             unsafe { x86::nearest(x, ct, k) }
         }
         _ => {

@@ -112,23 +112,51 @@ pub(super) unsafe fn copy_f16(c: &[f16], o: &mut [f32], mode: Mode) {
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
     let k8 = k / 8 * 8;
+    let n = x.len().min(16);
+    let x = &x[..n];
+    let mut xb = [_mm256_setzero_ps(); 16];
+    for (b, &v) in xb.iter_mut().zip(x) {
+        *b = _mm256_set1_ps(v);
+    }
+    let base = ct.as_ptr();
+    // Distances of the 8 centroids starting at c, as `((0 + e0²) + e1²) + ...`.
+    let block = |c: usize| -> __m256 {
+        let mut acc = _mm256_setzero_ps();
+        for (j, xj) in xb[..n].iter().enumerate() {
+            // SAFETY: j < x.len() and c + 8 <= k, so j*k + c + 8 <= x.len()*k <= ct.len()
+            // (checked by the caller); unaligned load.
+            let cv = unsafe { _mm256_loadu_ps(base.add(j * k + c)) };
+            let e = _mm256_sub_ps(*xj, cv);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(e, e));
+        }
+        acc
+    };
     let mut best_d = _mm256_set1_ps(f32::INFINITY);
     let mut best_i = _mm256_setzero_si256();
     let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let step = _mm256_set1_epi32(8);
     let mut c = 0;
-    while c < k8 {
-        let mut acc = _mm256_setzero_ps();
-        for (j, &xj) in x.iter().enumerate() {
-            let row = &ct[j * k + c..j * k + c + 8];
-            // SAFETY: `row` is exactly 8 f32; unaligned load.
-            let cv = unsafe { _mm256_loadu_ps(row.as_ptr()) };
-            let e = _mm256_sub_ps(_mm256_set1_ps(xj), cv);
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(e, e));
-        }
+    let mut take = |acc: __m256, idx: __m256i| {
         let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(acc, best_d);
         best_d = _mm256_blendv_ps(best_d, acc, lt);
         best_i = _mm256_blendv_epi8(best_i, idx, _mm256_castps_si256(lt));
+    };
+    // Four independent blocks per step for instruction-level parallelism; they are
+    // compared in increasing index order, exactly as one block at a time would be.
+    while c + 32 <= k8 {
+        let (a0, a1, a2, a3) = (block(c), block(c + 8), block(c + 16), block(c + 24));
+        take(a0, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a1, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a2, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a3, idx);
+        idx = _mm256_add_epi32(idx, step);
+        c += 32;
+    }
+    while c < k8 {
+        take(block(c), idx);
         idx = _mm256_add_epi32(idx, step);
         c += 8;
     }
