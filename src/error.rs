@@ -231,6 +231,9 @@ pub enum Error {
         /// Tensor name.
         tensor: String,
     },
+    /// A codec stage refused its input (non-finite values, bad parameters, an index past the codebook).
+    #[error(transparent)]
+    Stage(#[from] crate::codec::StageError),
     /// A safetensors file could not be read or written.
     #[error(transparent)]
     Safetensors(#[from] tenpak_converters::SafetensorsError),

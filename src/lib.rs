@@ -10,6 +10,7 @@
 compile_error!("tenpak's zero-copy views assume a little-endian host");
 
 pub mod codec;
+pub mod convert;
 mod error;
 pub mod eval;
 pub mod format;

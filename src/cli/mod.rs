@@ -1,5 +1,6 @@
 //! Command-line parsing and the subcommands. Only this layer prints.
 
+mod convert;
 mod inspect;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SortKey::Name)]
         sort: SortKey,
     },
+    /// Compress a safetensors model into a .tpk file.
+    Convert(convert::Args),
     /// Check every section's CRC32; names the first bad section.
     Verify {
         /// The .tpk file.
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
             sort,
         } => inspect::run(&file, json, tensors, sort),
         Command::Verify { file } => inspect::verify(&file),
+        Command::Convert(a) => convert::run(a),
     }
 }
 
@@ -68,5 +72,16 @@ pub fn out(text: &str) -> Result<()> {
     let mut o = std::io::stdout().lock();
     o.write_all(text.as_bytes())?;
     o.flush()?;
+    Ok(())
+}
+
+/// Sets the worker thread count (all cores when `None`).
+pub fn set_threads(n: Option<usize>) -> Result<()> {
+    if let Some(n) = n {
+        if n == 0 {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    }
     Ok(())
 }

@@ -3,15 +3,21 @@
 //! A tensor's codec is recorded in the file. The one codec of format 1.0, `staged`, decodes
 //! a tensor as the sum of its stages' reconstructions; [`staged`] defines its parameters.
 
+pub mod bits;
+pub mod decode;
+pub mod encode;
 pub mod ggml;
 pub mod int;
+pub mod kernels;
 pub mod lowrank;
 pub mod spec;
+pub mod stage;
 pub mod staged;
 pub mod vq;
 
 use crate::error::{Error, Result};
 use crate::format::{CodecId, TensorView};
+pub use stage::{Mode, StageError};
 
 /// Checks that a tensor's codec parameters and sections agree. The reader calls this once
 /// per tensor at open, so decoders can trust section lengths afterwards.

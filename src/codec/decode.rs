@@ -1,0 +1,219 @@
+//! Decoding tensors: a staged tensor is the sum of its stages, added in stage order.
+//!
+//! The reader validated every section length against the stage parameters at open, so the
+//! kernels here get slices of the right size. Rows can be decoded on their own, which is
+//! what a runtime that pages weights in needs.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use half::{bf16, f16, slice::HalfFloatSliceExt};
+use rayon::prelude::*;
+use zerocopy::FromBytes;
+
+use super::staged::{self, Matrix, Stage};
+use super::{ggml, int, lowrank, vq};
+use crate::error::{Error, Result};
+use crate::format::{CodecId, Dtype, TensorView};
+
+pub use super::Mode;
+
+/// Rows per parallel work item when decoding a whole tensor.
+const ROW_CHUNK: usize = 64;
+
+/// Views `b` as `T`s, copying only if the bytes are not aligned for `T` (never for sections
+/// of a mapped file, which start on 64-byte boundaries).
+fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(b: &[u8]) -> Result<Cow<'_, [T]>> {
+    match <[T]>::ref_from_bytes(b) {
+        Ok(v) => Ok(Cow::Borrowed(v)),
+        Err(_) => {
+            let size = std::mem::size_of::<T>();
+            if b.len() % size != 0 {
+                return Err(Error::InvalidArgument("section length is not a whole number of elements".into()));
+            }
+            let v: Vec<T> = b
+                .chunks_exact(size)
+                .map(|c| T::read_from_bytes(c).map_err(|_| Error::InvalidArgument("element read".into())))
+                .collect::<Result<_>>()?;
+            Ok(Cow::Owned(v))
+        }
+    }
+}
+
+fn store(dst: &mut [f32], src: &[f32], mode: Mode) {
+    match mode {
+        Mode::Set => dst.copy_from_slice(src),
+        Mode::Add => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+    }
+}
+
+/// Decodes rows `rows` of one stage whose section bytes are `secs` into `out`
+/// (`rows.len() * cols` values), overwriting or adding per `mode`.
+pub fn decode_stage(secs: &[&[u8]], m: Matrix, stage: Stage, rows: Range<usize>, out: &mut [f32], mode: Mode) -> Result<()> {
+    let cols = m.cols as usize;
+    let n = rows.len() * cols;
+    if out.len() != n || rows.end as u64 > m.rows {
+        return Err(Error::InvalidArgument(format!(
+            "decode of rows {rows:?} of a {}x{} tensor into {} values",
+            m.rows,
+            m.cols,
+            out.len()
+        )));
+    }
+    let want = stage.sections(m).map_err(Error::InvalidArgument)?;
+    if secs.len() != want.len() || secs.iter().zip(&want).any(|(s, w)| s.len() as u64 != w.len) {
+        return Err(Error::InvalidArgument("section lengths do not match the stage".into()));
+    }
+    let span = rows.start * cols..rows.end * cols;
+    match stage {
+        Stage::Raw { dtype } => match dtype {
+            Dtype::F16 => {
+                let v = typed::<f16>(secs[0])?;
+                let src = &v[span];
+                match mode {
+                    Mode::Set => src.convert_to_f32_slice(out),
+                    Mode::Add => out.iter_mut().zip(src).for_each(|(d, s)| *d += s.to_f32()),
+                }
+            }
+            Dtype::BF16 => {
+                let v = typed::<bf16>(secs[0])?;
+                let src = &v[span];
+                match mode {
+                    Mode::Set => src.convert_to_f32_slice(out),
+                    Mode::Add => out.iter_mut().zip(src).for_each(|(d, s)| *d += s.to_f32()),
+                }
+            }
+            _ => {
+                let v = typed::<f32>(secs[0])?;
+                store(out, &v[span], mode);
+            }
+        },
+        Stage::Int { bits, group, symmetric, .. } => {
+            let p = int::IntParams { bits, group: group as usize, symmetric };
+            let scales = typed::<f16>(secs[1])?;
+            let offsets = if symmetric { Cow::Borrowed(&[][..]) } else { typed::<f16>(secs[2])? };
+            int::decode_rows(int::IntRef { codes: secs[0], scales: &scales, offsets: &offsets }, cols, &p, rows, out, mode)?;
+        }
+        Stage::Vq { dim, k, .. } => {
+            let p = vq::VqParams { d: dim as usize, k: k as usize, iters: 0, seed: 0 };
+            let codebook = typed::<f16>(secs[0])?;
+            vq::decode_rows(vq::VqRef { codebook: &codebook, indices: secs[1] }, cols, &p, rows, out, mode)?;
+        }
+        Stage::LowRank { rank, .. } => {
+            let l = typed::<f16>(secs[0])?;
+            let r = typed::<f16>(secs[1])?;
+            lowrank::decode_rows(lowrank::LowRankRef { left: &l, right: &r }, cols, rank as usize, rows, out, mode)?;
+        }
+        Stage::Ggml { type_id } => {
+            let ty = ggml::GgmlType::from_id(type_id)
+                .ok_or_else(|| Error::InvalidArgument(format!("ggml type {type_id}")))?;
+            let rb = ggml::row_bytes(ty, cols).ok_or_else(|| Error::InvalidArgument("ggml row".into()))?;
+            let mut scratch = if mode == Mode::Add { vec![0f32; cols] } else { Vec::new() };
+            for (i, r) in rows.enumerate() {
+                let src = &secs[0][r * rb..(r + 1) * rb];
+                let dst = &mut out[i * cols..(i + 1) * cols];
+                let res = match mode {
+                    Mode::Set => ggml::dequantize_row(ty, src, dst),
+                    Mode::Add => ggml::dequantize_row(ty, src, &mut scratch).map(|()| store(dst, &scratch, Mode::Add)),
+                };
+                res.map_err(|e| Error::InvalidArgument(format!("{}: {e}", ty.name())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<'a> TensorView<'a> {
+    /// The tensor's stage list (validated at open).
+    pub fn stages(&self) -> Result<Vec<Stage>> {
+        match self.codec() {
+            CodecId::Staged => staged::decode_params(self.params()).map_err(|reason| Error::BadCodecParams {
+                tensor: self.name().to_string(),
+                reason,
+            }),
+            _ => Err(super::unknown_codec(self)),
+        }
+    }
+
+    /// The tensor as a rows x cols matrix (cols = last dimension).
+    pub fn matrix(&self) -> Matrix {
+        Matrix::of_shape(self.shape())
+    }
+
+    /// Decodes rows `rows` into `out` (`rows.len() * cols` values).
+    pub fn dequantize_rows_into(&self, rows: Range<usize>, out: &mut [f32]) -> Result<()> {
+        let stages = self.stages()?;
+        let m = self.matrix();
+        let mut next = 0;
+        for (i, &st) in stages.iter().enumerate() {
+            let count = st.sections(m).map_err(Error::InvalidArgument)?.len();
+            let secs: Vec<&[u8]> = (next..next + count)
+                .map(|j| self.section(j).map(|s| s.bytes()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::InvalidArgument("missing section".into()))?;
+            next += count;
+            let mode = if i == 0 { Mode::Set } else { Mode::Add };
+            decode_stage(&secs, m, st, rows.clone(), out, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the whole tensor into `out` (`n_elements` values), in parallel over rows.
+    pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
+        let m = self.matrix();
+        if out.len() as u64 != self.n_elements() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} values wanted, buffer holds {}",
+                self.name(),
+                self.n_elements(),
+                out.len()
+            )));
+        }
+        let cols = (m.cols as usize).max(1);
+        if m.cols == 0 || m.rows == 0 {
+            return Ok(());
+        }
+        out.par_chunks_mut(ROW_CHUNK * cols)
+            .enumerate()
+            .try_for_each(|(c, chunk)| {
+                let r0 = c * ROW_CHUNK;
+                self.dequantize_rows_into(r0..r0 + chunk.len() / cols, chunk)
+            })
+    }
+
+    /// Decodes the whole tensor into a new vector.
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
+        let n = usize::try_from(self.n_elements()).map_err(|_| Error::InvalidArgument("tensor too large".into()))?;
+        let mut v = vec![0f32; n];
+        self.dequantize_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Decodes the whole tensor into f16 values (rounded to nearest).
+    pub fn dequantize_f16_into(&self, out: &mut [f16]) -> Result<()> {
+        self.dequantize_converted(out, |src, dst| dst.convert_from_f32_slice(src))
+    }
+
+    /// Decodes the whole tensor into bf16 values (rounded to nearest).
+    pub fn dequantize_bf16_into(&self, out: &mut [bf16]) -> Result<()> {
+        self.dequantize_converted(out, |src, dst| dst.convert_from_f32_slice(src))
+    }
+
+    fn dequantize_converted<T: Send>(&self, out: &mut [T], conv: impl Fn(&[f32], &mut [T]) + Sync) -> Result<()> {
+        let m = self.matrix();
+        if out.len() as u64 != self.n_elements() {
+            return Err(Error::InvalidArgument(format!("{}: buffer size", self.name())));
+        }
+        if m.cols == 0 || m.rows == 0 {
+            return Ok(());
+        }
+        let cols = m.cols as usize;
+        out.par_chunks_mut(ROW_CHUNK * cols).enumerate().try_for_each(|(c, chunk)| {
+            let r0 = c * ROW_CHUNK;
+            let mut tmp = vec![0f32; chunk.len()];
+            self.dequantize_rows_into(r0..r0 + chunk.len() / cols, &mut tmp)?;
+            conv(&tmp, chunk);
+            Ok(())
+        })
+    }
+}

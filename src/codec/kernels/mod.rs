@@ -1,0 +1,247 @@
+//! Decode kernels of the codec stages: a plain scalar reference for every stage and
+//! x86 AVX2/F16C fast paths for the hot ones (int at b=4 and b=8, vq), chosen at run
+//! time in this one place.
+//!
+//! Every fast path performs exactly the same IEEE f32 operations in the same order as
+//! its scalar reference (separate multiply and add, never a fused multiply-add), so the
+//! two are bit-identical; `tests/codec_stages.rs` checks this.
+
+use std::sync::OnceLock;
+
+use half::f16;
+
+use super::stage::Mode;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Which implementation a decoder uses; public so tests and benchmarks can pin one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Portable scalar reference.
+    Scalar,
+    /// x86-64 with AVX2 and F16C.
+    Avx2,
+}
+
+/// The fastest backend this CPU supports, detected once per process.
+pub fn detect() -> Backend {
+    static LEVEL: OnceLock<Backend> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Backend::Avx2;
+            }
+        }
+        Backend::Scalar
+    })
+}
+
+/// Returns `be` if this CPU can run it, else the scalar reference, so a caller asking
+/// for AVX2 on an old CPU can never execute an illegal instruction.
+pub fn usable(be: Backend) -> Backend {
+    match be {
+        Backend::Avx2 if detect() == Backend::Avx2 => Backend::Avx2,
+        _ => Backend::Scalar,
+    }
+}
+
+/// The affine map from a code q to a value, as the int stage defines it.
+#[derive(Debug, Clone, Copy)]
+pub enum Affine {
+    /// x = f32(q) * s + m.
+    Asym {
+        /// Scale (already widened from f16).
+        s: f32,
+        /// Offset (already widened from f16).
+        m: f32,
+    },
+    /// x = f32(q - half) * s.
+    Sym {
+        /// Scale (already widened from f16).
+        s: f32,
+        /// 2^(b-1).
+        half: i32,
+    },
+}
+
+impl Affine {
+    #[inline(always)]
+    fn apply(self, q: u32) -> f32 {
+        match self {
+            Affine::Asym { s, m } => q as f32 * s + m,
+            Affine::Sym { s, half } => (q as i32 - half) as f32 * s,
+        }
+    }
+}
+
+#[inline(always)]
+fn put(o: &mut f32, v: f32, mode: Mode) {
+    match mode {
+        Mode::Set => *o = v,
+        Mode::Add => *o += v,
+    }
+}
+
+/// Decodes the first `out.len()` codes of one group of `bits`-bit codes. Does nothing
+/// if `bits` is not in 1..=8 or `codes` is too short (callers validate first).
+pub fn int_group(be: Backend, bits: u8, codes: &[u8], aff: Affine, out: &mut [f32], mode: Mode) {
+    if !(1..=8).contains(&bits) {
+        return;
+    }
+    let need = (out.len() * bits as usize).div_ceil(8);
+    let Some(codes) = codes.get(..need) else {
+        return;
+    };
+    match usable(be) {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 if bits == 4 || bits == 8 => {
+            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+            unsafe { x86::int_group(bits, codes, aff, out, mode) }
+        }
+        _ => int_group_scalar(bits, codes, aff, out, mode),
+    }
+}
+
+/// Scalar reference for [`int_group`]; `codes` holds at least the packed bytes of
+/// `out.len()` codes (checked by the caller).
+fn int_group_scalar(bits: u8, codes: &[u8], aff: Affine, out: &mut [f32], mode: Mode) {
+    let mask = (1u32 << bits) - 1;
+    let mut acc: u32 = 0;
+    let mut nacc: u32 = 0;
+    let mut it = codes.iter();
+    for o in out.iter_mut() {
+        if nacc < bits as u32 {
+            acc |= (*it.next().unwrap_or(&0) as u32) << nacc;
+            nacc += 8;
+        }
+        let q = acc & mask;
+        acc >>= bits;
+        nacc -= bits as u32;
+        put(o, aff.apply(q), mode);
+    }
+}
+
+/// Decodes one row of a vq stage: `out[v*d + j] = C[idx[v]][j]` for the `out.len()`
+/// real positions. `indices` yields one codebook index per vector. Returns `false`
+/// (possibly after writing a prefix) if an index is outside the codebook or `d` is 0.
+pub fn vq_row(
+    be: Backend,
+    codebook: &[f16],
+    d: usize,
+    indices: impl Iterator<Item = usize>,
+    out: &mut [f32],
+    mode: Mode,
+) -> bool {
+    if d == 0 {
+        return false;
+    }
+    let be = usable(be);
+    let mut chunks = out.chunks_mut(d);
+    for idx in indices {
+        let Some(o) = chunks.next() else {
+            return true;
+        };
+        let Some(start) = idx.checked_mul(d) else {
+            return false;
+        };
+        let Some(c) = codebook.get(start..start + o.len()) else {
+            return false;
+        };
+        match be {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => {
+                // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
+                unsafe { x86::copy_f16(c, o, mode) }
+            }
+            _ => copy_f16_scalar(c, o, mode),
+        }
+    }
+    true
+}
+
+fn copy_f16_scalar(c: &[f16], o: &mut [f32], mode: Mode) {
+    for (o, c) in o.iter_mut().zip(c) {
+        put(o, c.to_f32(), mode);
+    }
+}
+
+/// Index of the centroid nearest to `x` in squared L2 distance, ties to the lowest
+/// index. Centroids are stored coordinate-major (`ct[j*k + c]` is coordinate j of
+/// centroid c, `ct.len() >= x.len()*k`); only the `x.len()` given coordinates count.
+/// `dist` is scalar scratch of length `>= k`. Each distance is computed as
+/// `((0 + e0²) + e1²) + ...` in f32 by every backend, so all backends agree.
+/// Returns 0 if the buffers are too short (callers size them; never out of bounds).
+pub fn nearest(be: Backend, x: &[f32], ct: &[f32], k: usize, dist: &mut [f32]) -> usize {
+    let Some(need) = x.len().checked_mul(k) else {
+        return 0;
+    };
+    if ct.len() < need || k == 0 {
+        return 0;
+    }
+    match usable(be) {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 if x.len() <= 16 => {
+            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C,
+            // and `ct.len() >= x.len()*k` was checked above.
+            unsafe { x86::nearest(x, ct, k) }
+        }
+        _ => {
+            let Some(dist) = dist.get_mut(..k) else {
+                return 0;
+            };
+            dist.fill(0.0);
+            for (j, &xj) in x.iter().enumerate() {
+                for (dv, &cv) in dist.iter_mut().zip(&ct[j * k..(j + 1) * k]) {
+                    let e = xj - cv;
+                    *dv += e * e;
+                }
+            }
+            let mut best = 0usize;
+            let mut bd = dist[0];
+            for (c, &dv) in dist.iter().enumerate().skip(1) {
+                if dv < bd {
+                    bd = dv;
+                    best = c;
+                }
+            }
+            best
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::stage::SplitMix64;
+
+    #[test]
+    fn nearest_simd_matches_scalar_including_ties() {
+        let mut rng = SplitMix64::new(9);
+        for k in [2usize, 7, 8, 9, 31, 256, 300] {
+            for d in 1..=16 {
+                // Coarse values so exact ties (equal distances) are frequent.
+                let mut ct: Vec<f32> = (0..k * d)
+                    .map(|_| (rng.next_f64() * 4.0).floor() as f32)
+                    .collect();
+                // Duplicate centroid 0 at the end (ties must go to index 0).
+                for j in 0..d {
+                    ct[j * k + k - 1] = ct[j * k];
+                }
+                let mut dist = vec![0.0; k];
+                for _ in 0..50 {
+                    let n = 1 + (rng.next_u64() as usize) % d;
+                    let x: Vec<f32> = (0..n)
+                        .map(|_| (rng.next_f64() * 4.0).floor() as f32)
+                        .collect();
+                    let a = nearest(Backend::Scalar, &x, &ct, k, &mut dist);
+                    let b = nearest(Backend::Avx2, &x, &ct, k, &mut dist);
+                    assert_eq!(a, b, "k={k} d={d} x={x:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! AVX2 + F16C fast paths. Each function repeats its scalar reference's arithmetic
+//! exactly: the int decode does one f32 multiply then one f32 add per element (no FMA),
+//! and the f16 widening is exact in both paths.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::{Affine, Mode};
+
+/// Writes (or adds) 8 lanes to `o[..8]`.
+#[target_feature(enable = "avx2")]
+fn store8(o: &mut [f32], v: __m256, mode: Mode) {
+    let o = &mut o[..8];
+    let p = o.as_mut_ptr();
+    // SAFETY: `o` has exactly 8 f32 (the slice above panics otherwise; callers pass
+    // 8-element chunks), and unaligned loads/stores are used.
+    unsafe {
+        match mode {
+            Mode::Set => _mm256_storeu_ps(p, v),
+            Mode::Add => _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v)),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn affine8(q: __m256i, aff: Affine) -> __m256 {
+    match aff {
+        Affine::Asym { s, m } => {
+            let f = _mm256_cvtepi32_ps(q);
+            _mm256_add_ps(_mm256_mul_ps(f, _mm256_set1_ps(s)), _mm256_set1_ps(m))
+        }
+        Affine::Sym { s, half } => {
+            let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(half)));
+            _mm256_mul_ps(f, _mm256_set1_ps(s))
+        }
+    }
+}
+
+/// int decode for b=4 and b=8; `codes` holds the packed bytes of `out.len()` codes.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn int_group(bits: u8, codes: &[u8], aff: Affine, out: &mut [f32], mode: Mode) {
+    let n8 = out.len() / 8 * 8;
+    let (head, tail) = out.split_at_mut(n8);
+    let per8 = bits as usize; // bytes per 8 codes (4 for b=4, 8 for b=8)
+    for (k, o) in head.chunks_exact_mut(8).enumerate() {
+        let src = &codes[k * per8..k * per8 + per8];
+        let q = if bits == 4 {
+            let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+            let v = _mm_cvtsi32_si128(w as i32);
+            let m = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(v, m);
+            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+            _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))
+        } else {
+            let w = u64::from_le_bytes([
+                src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
+            ]);
+            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(w as i64))
+        };
+        store8(o, affine8(q, aff), mode);
+    }
+    // Tail of a partial last group: same arithmetic, one element at a time.
+    let rest = &codes[n8 * bits as usize / 8..];
+    super::int_group_scalar(bits, rest, aff, tail, mode);
+}
+
+/// Widens `c` (f16) into `o` (same length), setting or adding.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn copy_f16(c: &[f16], o: &mut [f32], mode: Mode) {
+    let n = o.len().min(c.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let src = &c[i..i + 8];
+        // SAFETY: `src` is 8 f16 = 16 bytes; unaligned load.
+        let h = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+        store8(&mut o[i..i + 8], _mm256_cvtph_ps(h), mode);
+        i += 8;
+    }
+    if i + 4 <= n {
+        let src = &c[i..i + 4];
+        let bits = u64::from(src[0].to_bits())
+            | u64::from(src[1].to_bits()) << 16
+            | u64::from(src[2].to_bits()) << 32
+            | u64::from(src[3].to_bits()) << 48;
+        let v = _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64));
+        let o4 = &mut o[i..i + 4];
+        let p = o4.as_mut_ptr();
+        // SAFETY: `o4` has exactly 4 f32; unaligned load/store.
+        unsafe {
+            match mode {
+                Mode::Set => _mm_storeu_ps(p, v),
+                Mode::Add => _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), v)),
+            }
+        }
+        i += 4;
+    }
+    super::copy_f16_scalar(&c[i..n], &mut o[i..n], mode);
+}
+
+/// AVX2 version of `super::nearest`: 8 centroids per step, per-lane running minimum
+/// with strict `<` (so each lane keeps its lowest index), then a lowest-index reduction.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `ct.len() >= x.len() * k`.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
+    let k8 = k / 8 * 8;
+    let n = x.len().min(16);
+    let x = &x[..n];
+    let mut xb = [_mm256_setzero_ps(); 16];
+    for (b, &v) in xb.iter_mut().zip(x) {
+        *b = _mm256_set1_ps(v);
+    }
+    let base = ct.as_ptr();
+    // Distances of the 8 centroids starting at c, as `((0 + e0²) + e1²) + ...`.
+    let block = |c: usize| -> __m256 {
+        let mut acc = _mm256_setzero_ps();
+        for (j, xj) in xb[..n].iter().enumerate() {
+            // SAFETY: j < x.len() and c + 8 <= k, so j*k + c + 8 <= x.len()*k <= ct.len()
+            // (checked by the caller); unaligned load.
+            let cv = unsafe { _mm256_loadu_ps(base.add(j * k + c)) };
+            let e = _mm256_sub_ps(*xj, cv);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(e, e));
+        }
+        acc
+    };
+    let mut best_d = _mm256_set1_ps(f32::INFINITY);
+    let mut best_i = _mm256_setzero_si256();
+    let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let step = _mm256_set1_epi32(8);
+    let mut c = 0;
+    let mut take = |acc: __m256, idx: __m256i| {
+        let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(acc, best_d);
+        best_d = _mm256_blendv_ps(best_d, acc, lt);
+        best_i = _mm256_blendv_epi8(best_i, idx, _mm256_castps_si256(lt));
+    };
+    // Four independent blocks per step for instruction-level parallelism; they are
+    // compared in increasing index order, exactly as one block at a time would be.
+    while c + 32 <= k8 {
+        let (a0, a1, a2, a3) = (block(c), block(c + 8), block(c + 16), block(c + 24));
+        take(a0, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a1, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a2, idx);
+        idx = _mm256_add_epi32(idx, step);
+        take(a3, idx);
+        idx = _mm256_add_epi32(idx, step);
+        c += 32;
+    }
+    while c < k8 {
+        take(block(c), idx);
+        idx = _mm256_add_epi32(idx, step);
+        c += 8;
+    }
+    let mut ds = [0.0f32; 8];
+    let mut is = [0i32; 8];
+    // SAFETY: both arrays hold exactly 8 lanes; unaligned stores.
+    unsafe {
+        _mm256_storeu_ps(ds.as_mut_ptr(), best_d);
+        _mm256_storeu_si256(is.as_mut_ptr() as *mut __m256i, best_i);
+    }
+    let mut bd = f32::INFINITY;
+    let mut bi = 0usize;
+    for (&d, &i) in ds.iter().zip(&is) {
+        let i = i as usize;
+        if d < bd || (d == bd && i < bi) {
+            bd = d;
+            bi = i;
+        }
+    }
+    // Remaining centroids (all with larger indices): strict `<` keeps ties low.
+    for cc in k8..k {
+        let mut s = 0.0f32;
+        for (j, &xj) in x.iter().enumerate() {
+            let e = xj - ct[j * k + cc];
+            s += e * e;
+        }
+        if s < bd {
+            bd = s;
+            bi = cc;
+        }
+    }
+    bi
+}
