@@ -1,0 +1,636 @@
+//! Quantizers: ggml's plain reference rules for the legacy types (byte-compatible with
+//! ggml/gguf-py when no importance is given) and weighted least-squares scale searches for the
+//! K-quants, iq4_nl and iq4_xs.
+//!
+//! The searches are written from the format facts: for every sub-block we try a fan of candidate
+//! inverse scales around the "map the extreme value onto the extreme level" rule, round, then
+//! refit the scale (and min) by weighted least squares for the chosen integer levels and keep the
+//! candidate with the smallest weighted squared error. Super-block scales are then quantized and
+//! the elements re-rounded against the final (stored) scales, so the stored integers are the best
+//! ones for the scales a decoder actually sees.
+
+use super::blocks::*;
+
+/// Number of candidate steps on each side of the nominal inverse scale.
+const STEPS: i32 = 10;
+/// Relative step between candidates.
+const STEP: f32 = 0.1;
+
+/// Round half away from zero (C `roundf`, numpy `np_roundf` in gguf-py).
+#[inline(always)]
+fn roundf(v: f32) -> f32 {
+    v.round()
+}
+
+/// Signed value of largest magnitude (first one on ties, as ggml), and its magnitude.
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+/// Weighted symmetric fit x ≈ s·q with integer q in [-nmax, nmax-1]. Fills `q`, returns s.
+pub(crate) fn fit_symmetric(x: &[f32], w: &[f32], nmax: i32, q: &mut [i32]) -> f32 {
+    let (max, amax) = signed_absmax(x);
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let lo = -nmax;
+    let hi = nmax - 1;
+    let mut best: Option<(f32, f32)> = None; // (score, scale)
+    let try_iscale = |iscale: f32, best: &mut Option<(f32, f32)>| {
+        let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
+        for (&v, &wv) in x.iter().zip(w) {
+            let l = (roundf(iscale * v) as i32).clamp(lo, hi) as f32;
+            sqx += wv * l * v;
+            sq2 += wv * l * l;
+        }
+        if sq2 > 0.0 {
+            let score = sqx * sqx / sq2;
+            if best.is_none_or(|(s, _)| score > s) {
+                *best = Some((score, sqx / sq2));
+            }
+        }
+    };
+    for step in -STEPS..=STEPS {
+        let k = step as f32 * STEP;
+        // Map the extreme onto the long (negative) end, and onto the short (positive) end.
+        try_iscale(-(nmax as f32 + k) / max, &mut best);
+        try_iscale((hi as f32 + k) / max, &mut best);
+    }
+    // One refinement: round against the least-squares scale itself.
+    if let Some((_, s)) = best {
+        if s != 0.0 {
+            try_iscale(1.0 / s, &mut best);
+        }
+    }
+    let s = match best {
+        Some((_, s)) => s,
+        None => {
+            // All weights zero: fall back to the plain rule.
+            max / -(nmax as f32)
+        }
+    };
+    let is = if s != 0.0 { 1.0 / s } else { 0.0 };
+    for (qv, &v) in q.iter_mut().zip(x) {
+        *qv = (roundf(is * v) as i32).clamp(lo, hi);
+    }
+    s
+}
+
+/// Weighted asymmetric fit x ≈ s·q + b with q in [0, nmax]. With `nonpos_offset` the offset is
+/// constrained to b <= 0 (the K-quants store -b as an unsigned min). Returns (s, b); `q` is filled.
+/// With `search == false` this is plain min/max rounding (the baseline the tests compare with).
+pub(crate) fn fit_asymmetric(
+    x: &[f32],
+    w: &[f32],
+    nmax: i32,
+    nonpos_offset: bool,
+    search: bool,
+    q: &mut [i32],
+) -> (f32, f32) {
+    let mut mn = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let mx = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if nonpos_offset {
+        mn = mn.min(0.0);
+    }
+    if mx <= mn {
+        q.fill(0);
+        return (0.0, mn);
+    }
+    let round_with = |s: f32, b: f32, q: &mut [i32]| {
+        let is = if s > 0.0 { 1.0 / s } else { 0.0 };
+        for (qv, &v) in q.iter_mut().zip(x) {
+            *qv = (roundf((v - b) * is) as i32).clamp(0, nmax);
+        }
+    };
+    let err_of = |s: f32, b: f32, q: &[i32]| -> f32 {
+        x.iter()
+            .zip(w)
+            .zip(q)
+            .map(|((&v, &wv), &l)| {
+                let e = s * l as f32 + b - v;
+                wv * e * e
+            })
+            .sum()
+    };
+    let plain_s = (mx - mn) / nmax as f32;
+    round_with(plain_s, mn, q);
+    if !search {
+        return (plain_s, mn);
+    }
+    let mut best = (err_of(plain_s, mn, q), plain_s, mn);
+    let mut cand = vec![0i32; x.len()];
+    let try_levels = |cand: &[i32], best: &mut (f32, f32, f32)| {
+        let (mut sw, mut sq, mut sq2, mut sx, mut sqx) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for ((&v, &wv), &l) in x.iter().zip(w).zip(cand) {
+            let l = l as f32;
+            sw += wv;
+            sq += wv * l;
+            sq2 += wv * l * l;
+            sx += wv * v;
+            sqx += wv * l * v;
+        }
+        let det = sw * sq2 - sq * sq;
+        if det <= 0.0 {
+            return;
+        }
+        let mut s = (sw * sqx - sq * sx) / det;
+        let mut b = (sq2 * sx - sq * sqx) / det;
+        if nonpos_offset && b > 0.0 {
+            b = 0.0;
+            s = sqx / sq2;
+        }
+        if !(s > 0.0) || !s.is_finite() || !b.is_finite() {
+            return;
+        }
+        let e = err_of(s, b, cand);
+        if e < best.0 {
+            *best = (e, s, b);
+        }
+    };
+    for step in -STEPS..=STEPS {
+        let iscale = (nmax as f32 + step as f32 * STEP) / (mx - mn);
+        for (c, &v) in cand.iter_mut().zip(x) {
+            *c = (roundf(iscale * (v - mn)) as i32).clamp(0, nmax);
+        }
+        try_levels(&cand, &mut best);
+    }
+    // Refinement: re-round against the best (s, b) and refit once.
+    round_with(best.1, best.2, &mut cand);
+    try_levels(&cand, &mut best);
+    let (_, s, b) = best;
+    round_with(s, b, q);
+    (s, b)
+}
+
+/// Index of the codebook value nearest to v (ties to the lower index).
+#[inline(always)]
+pub(crate) fn nearest_iq4(v: f32) -> u8 {
+    let mut idx = 0u8;
+    for k in 0..15 {
+        let mid = 0.5 * (IQ4_NL_VALUES[k] as f32 + IQ4_NL_VALUES[k + 1] as f32);
+        idx += (v > mid) as u8;
+    }
+    idx
+}
+
+/// Weighted fit x ≈ s·K[q] over the iq4_nl codebook. Returns s (may be negative).
+pub(crate) fn fit_codebook(x: &[f32], w: &[f32]) -> f32 {
+    let (max, amax) = signed_absmax(x);
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let mut best: Option<(f32, f32)> = None;
+    let try_iscale = |iscale: f32, best: &mut Option<(f32, f32)>| {
+        let (mut skx, mut sk2) = (0.0f32, 0.0f32);
+        for (&v, &wv) in x.iter().zip(w) {
+            let k = IQ4_NL_VALUES[nearest_iq4(iscale * v) as usize] as f32;
+            skx += wv * k * v;
+            sk2 += wv * k * k;
+        }
+        if sk2 > 0.0 {
+            let score = skx * skx / sk2;
+            if best.is_none_or(|(s, _)| score > s) {
+                *best = Some((score, skx / sk2));
+            }
+        }
+    };
+    for step in -STEPS..=STEPS {
+        let k = step as f32;
+        try_iscale((IQ4_NL_VALUES[0] as f32 + k) / max, &mut best);
+        try_iscale((IQ4_NL_VALUES[15] as f32 + k) / max, &mut best);
+    }
+    if let Some((_, s)) = best {
+        if s != 0.0 {
+            try_iscale(1.0 / s, &mut best);
+        }
+    }
+    match best {
+        Some((_, s)) => s,
+        None => max / IQ4_NL_VALUES[0] as f32,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy 32-element types.
+
+/// q8_0 reference rule: d = amax/127, q = round(x/d) computed with the f32 (unrounded) d.
+pub(crate) fn q8_0(x: &[f32], w: Option<&[f32]>, out: &mut [BlockQ8_0]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let xb = &x[32 * bi..32 * bi + 32];
+        let (d, id) = match w {
+            None => {
+                let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let d = amax / 127.0;
+                (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+            }
+            Some(w) => {
+                let mut q = [0i32; 32];
+                let s = fit_symmetric(xb, &w[32 * bi..32 * bi + 32], 128, &mut q);
+                let d = f16_round(s);
+                (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+            }
+        };
+        b.d = f16_bytes(d);
+        for (o, &v) in b.qs.iter_mut().zip(xb) {
+            *o = (roundf(v * id) as i32).clamp(-128, 127) as i8 as u8;
+        }
+    }
+}
+
+/// Rounds to the nearest f16 and back, so quantizers can work with the scale a decoder sees.
+#[inline(always)]
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// Symmetric legacy rule for q4_0 (nmax 8) and q5_0 (nmax 16): returns (d_f32, levels 0..2nmax).
+fn legacy_symmetric(xb: &[f32], w: Option<&[f32]>, nmax: i32, q: &mut [u8; 32]) -> f32 {
+    match w {
+        None => {
+            let (max, _) = signed_absmax(xb);
+            let d = max / -(nmax as f32);
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let bias = nmax as f32 + 0.5;
+            for (o, &v) in q.iter_mut().zip(xb) {
+                // trunc toward zero of a value >= ~0, then clamp (ggml's (int8)(x*id + nmax+0.5)).
+                *o = ((v * id + bias).trunc() as i32).clamp(0, 2 * nmax - 1) as u8;
+            }
+            d
+        }
+        Some(w) => {
+            let mut l = [0i32; 32];
+            let s = fit_symmetric(xb, w, nmax, &mut l);
+            let d = f16_round(s);
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (o, &v) in q.iter_mut().zip(xb) {
+                *o = ((roundf(v * id) as i32).clamp(-nmax, nmax - 1) + nmax) as u8;
+            }
+            d
+        }
+    }
+}
+
+/// Asymmetric legacy rule for q4_1 (nmax 15) and q5_1 (nmax 31): returns (d, m).
+fn legacy_asymmetric(xb: &[f32], w: Option<&[f32]>, nmax: i32, q: &mut [u8; 32]) -> (f32, f32) {
+    match w {
+        None => {
+            let mn = xb.iter().copied().fold(f32::MAX, f32::min);
+            let mx = xb.iter().copied().fold(-f32::MAX, f32::max);
+            let d = (mx - mn) / nmax as f32;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (o, &v) in q.iter_mut().zip(xb) {
+                *o = (((v - mn) * id + 0.5).trunc() as i32).clamp(0, nmax) as u8;
+            }
+            (d, mn)
+        }
+        Some(w) => {
+            let mut l = [0i32; 32];
+            let (s, b) = fit_asymmetric(xb, w, nmax, false, true, &mut l);
+            let (d, m) = (f16_round(s), f16_round(b));
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (o, &v) in q.iter_mut().zip(xb) {
+                *o = (roundf((v - m) * id) as i32).clamp(0, nmax) as u8;
+            }
+            (d, m)
+        }
+    }
+}
+
+/// Packs 32 nibbles in q4_0 order (elem j low, elem j+16 high).
+fn pack_nibbles(q: &[u8; 32], qs: &mut [u8; 16]) {
+    for j in 0..16 {
+        qs[j] = (q[j] & 0xF) | ((q[j + 16] & 0xF) << 4);
+    }
+}
+
+/// Packs bit 4 of each of 32 values into a little-endian u32.
+fn pack_qh(q: &[u8; 32]) -> [u8; 4] {
+    let mut h = 0u32;
+    for (j, &v) in q.iter().enumerate() {
+        h |= (((v >> 4) & 1) as u32) << j;
+    }
+    h.to_le_bytes()
+}
+
+fn sub<'a>(w: Option<&'a [f32]>, r: std::ops::Range<usize>) -> Option<&'a [f32]> {
+    w.map(|w| &w[r])
+}
+
+pub(crate) fn q4_0(x: &[f32], w: Option<&[f32]>, out: &mut [BlockQ4_0]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 32 * bi..32 * bi + 32;
+        let mut q = [0u8; 32];
+        let d = legacy_symmetric(&x[r.clone()], sub(w, r), 8, &mut q);
+        b.d = f16_bytes(d);
+        pack_nibbles(&q, &mut b.qs);
+    }
+}
+
+pub(crate) fn q5_0(x: &[f32], w: Option<&[f32]>, out: &mut [BlockQ5_0]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 32 * bi..32 * bi + 32;
+        let mut q = [0u8; 32];
+        let d = legacy_symmetric(&x[r.clone()], sub(w, r), 16, &mut q);
+        b.d = f16_bytes(d);
+        b.qh = pack_qh(&q);
+        pack_nibbles(&q, &mut b.qs);
+    }
+}
+
+pub(crate) fn q4_1(x: &[f32], w: Option<&[f32]>, out: &mut [BlockQ4_1]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 32 * bi..32 * bi + 32;
+        let mut q = [0u8; 32];
+        let (d, m) = legacy_asymmetric(&x[r.clone()], sub(w, r), 15, &mut q);
+        b.d = f16_bytes(d);
+        b.m = f16_bytes(m);
+        pack_nibbles(&q, &mut b.qs);
+    }
+}
+
+pub(crate) fn q5_1(x: &[f32], w: Option<&[f32]>, out: &mut [BlockQ5_1]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 32 * bi..32 * bi + 32;
+        let mut q = [0u8; 32];
+        let (d, m) = legacy_asymmetric(&x[r.clone()], sub(w, r), 31, &mut q);
+        b.d = f16_bytes(d);
+        b.m = f16_bytes(m);
+        b.qh = pack_qh(&q);
+        pack_nibbles(&q, &mut b.qs);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants.
+
+/// Quantizes non-negative sub-block values onto `0..=qmax` with one shared f16 super-scale.
+/// Returns the stored super-scale (as f32) and the integer levels.
+fn quantize_super_unsigned(v: &[f32], qmax: i32, levels: &mut [u8]) -> f32 {
+    let max = v.iter().copied().fold(0.0f32, f32::max);
+    let d = f16_round(max / qmax as f32);
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    for (l, &s) in levels.iter_mut().zip(v) {
+        *l = (roundf(s * id) as i32).clamp(0, qmax) as u8;
+    }
+    d
+}
+
+/// Quantizes signed sub-block scales onto `-n..=n-1` with one shared f16 super-scale, mapping
+/// the scale of largest magnitude onto the long (negative) end.
+fn quantize_super_signed(v: &[f32], n: i32, levels: &mut [i8]) -> f32 {
+    let (max, _) = signed_absmax(v);
+    let d = f16_round(max / -(n as f32));
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (l, &s) in levels.iter_mut().zip(v) {
+        *l = (roundf(s * id) as i32).clamp(-n, n - 1) as i8;
+    }
+    d
+}
+
+/// Shared core of q2_k/q4_k/q5_k: per sub-block asymmetric fit with b <= 0, then super-block
+/// quantization of scales and mins, then re-rounding of the elements against the stored values.
+/// Returns (d, dmin, scale levels, min levels, element levels).
+struct AsymK {
+    d: f32,
+    dmin: f32,
+    sc: [u8; 16],
+    m: [u8; 16],
+    q: [u8; 256],
+}
+
+fn asym_k(x: &[f32], w: &[f32], sub_len: usize, nmax: i32, smax: i32, search: bool) -> AsymK {
+    let nsub = 256 / sub_len;
+    let mut scales = [0.0f32; 16];
+    let mut mins = [0.0f32; 16];
+    let mut l = [0i32; 32];
+    for j in 0..nsub {
+        let r = sub_len * j..sub_len * (j + 1);
+        let (s, b) = fit_asymmetric(&x[r.clone()], &w[r], nmax, true, search, &mut l[..sub_len]);
+        scales[j] = s.max(0.0);
+        mins[j] = (-b).max(0.0);
+    }
+    let mut out = AsymK {
+        d: 0.0,
+        dmin: 0.0,
+        sc: [0; 16],
+        m: [0; 16],
+        q: [0; 256],
+    };
+    out.d = quantize_super_unsigned(&scales[..nsub], smax, &mut out.sc[..nsub]);
+    out.dmin = quantize_super_unsigned(&mins[..nsub], smax, &mut out.m[..nsub]);
+    for j in 0..nsub {
+        let dl = out.d * out.sc[j] as f32;
+        let ml = out.dmin * out.m[j] as f32;
+        let id = if dl > 0.0 { 1.0 / dl } else { 0.0 };
+        for i in sub_len * j..sub_len * (j + 1) {
+            out.q[i] = (roundf((x[i] + ml) * id) as i32).clamp(0, nmax) as u8;
+        }
+    }
+    out
+}
+
+pub(crate) fn q2_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ2K]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 256 * bi..256 * bi + 256;
+        let k = asym_k(&x[r.clone()], &w[r], 16, 3, 15, search);
+        b.d = f16_bytes(k.d);
+        b.dmin = f16_bytes(k.dmin);
+        for j in 0..16 {
+            b.scales[j] = k.sc[j] | (k.m[j] << 4);
+        }
+        b.qs = [0; 64];
+        // Element order: half h, shift j, part p, l -> elem 128h + 32j + 16p + l.
+        for h in 0..2 {
+            for j in 0..4 {
+                for p in 0..2 {
+                    for l in 0..16 {
+                        let e = 128 * h + 32 * j + 16 * p + l;
+                        b.qs[32 * h + 16 * p + l] |= k.q[e] << (2 * j);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn q4_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ4K]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 256 * bi..256 * bi + 256;
+        let k = asym_k(&x[r.clone()], &w[r], 32, 15, 63, search);
+        b.d = f16_bytes(k.d);
+        b.dmin = f16_bytes(k.dmin);
+        b.scales = pack_scale_min_k4(&first8(&k.sc), &first8(&k.m));
+        for c in 0..4 {
+            for l in 0..32 {
+                b.qs[32 * c + l] = k.q[64 * c + l] | (k.q[64 * c + 32 + l] << 4);
+            }
+        }
+    }
+}
+
+pub(crate) fn q5_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ5K]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 256 * bi..256 * bi + 256;
+        let k = asym_k(&x[r.clone()], &w[r], 32, 31, 63, search);
+        b.d = f16_bytes(k.d);
+        b.dmin = f16_bytes(k.dmin);
+        b.scales = pack_scale_min_k4(&first8(&k.sc), &first8(&k.m));
+        b.qh = [0; 32];
+        for c in 0..4 {
+            for l in 0..32 {
+                let (lo, hi) = (k.q[64 * c + l], k.q[64 * c + 32 + l]);
+                b.qs[32 * c + l] = (lo & 0xF) | ((hi & 0xF) << 4);
+                b.qh[l] |= ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1));
+            }
+        }
+    }
+}
+
+fn first8(v: &[u8; 16]) -> [u8; 8] {
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&v[..8]);
+    o
+}
+
+/// Shared core of q3_k/q6_k: per sub-block of 16 symmetric fit on [-nmax, nmax-1], then signed
+/// super-block quantization of the scales on [-smax, smax-1], then re-rounding.
+fn sym_k(x: &[f32], w: &[f32], nmax: i32, smax: i32, search: bool) -> (f32, [i8; 16], [i32; 256]) {
+    let mut scales = [0.0f32; 16];
+    let mut l = [0i32; 16];
+    for j in 0..16 {
+        let r = 16 * j..16 * j + 16;
+        scales[j] = if search {
+            fit_symmetric(&x[r.clone()], &w[r], nmax, &mut l)
+        } else {
+            signed_absmax(&x[r]).0 / -(nmax as f32)
+        };
+    }
+    let mut sc = [0i8; 16];
+    let d = quantize_super_signed(&scales, smax, &mut sc);
+    let mut q = [0i32; 256];
+    for j in 0..16 {
+        let dl = d * sc[j] as f32;
+        let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        for i in 16 * j..16 * j + 16 {
+            q[i] = (roundf(x[i] * id) as i32).clamp(-nmax, nmax - 1);
+        }
+    }
+    (d, sc, q)
+}
+
+pub(crate) fn q3_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ3K]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 256 * bi..256 * bi + 256;
+        let (d, sc, q) = sym_k(&x[r.clone()], &w[r], 4, 32, search);
+        b.d = f16_bytes(d);
+        b.scales = pack_q3k_scales(&sc);
+        b.qs = [0; 64];
+        b.hmask = [0; 32];
+        // Same element order as q2_k; the hmask bit index runs over the 8 (half, shift) steps.
+        for h in 0..2 {
+            for j in 0..4 {
+                let bit = 4 * h + j;
+                for p in 0..2 {
+                    for l in 0..16 {
+                        let e = 128 * h + 32 * j + 16 * p + l;
+                        let u = (q[e] + 4) as u8; // 0..=7
+                        b.qs[32 * h + 16 * p + l] |= (u & 3) << (2 * j);
+                        b.hmask[16 * p + l] |= (u >> 2) << bit;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn q6_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ6K]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 256 * bi..256 * bi + 256;
+        let (d, sc, q) = sym_k(&x[r.clone()], &w[r], 32, 128, search);
+        b.d = f16_bytes(d);
+        for (o, &s) in b.scales.iter_mut().zip(&sc) {
+            *o = s as u8;
+        }
+        b.ql = [0; 128];
+        b.qh = [0; 64];
+        for h in 0..2 {
+            for l in 0..32 {
+                let e = |k: usize| (q[128 * h + 32 * k + l] + 32) as u8;
+                let (q1, q2, q3, q4) = (e(0), e(1), e(2), e(3));
+                b.ql[64 * h + l] = (q1 & 0xF) | ((q3 & 0xF) << 4);
+                b.ql[64 * h + l + 32] = (q2 & 0xF) | ((q4 & 0xF) << 4);
+                b.qh[32 * h + l] =
+                    (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-linear codebook types.
+
+/// Fills 32 codebook indices for x with the stored scale d.
+fn assign_iq4(x: &[f32], d: f32, q: &mut [u8; 32]) {
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = nearest_iq4(v * id);
+    }
+}
+
+pub(crate) fn iq4_nl(x: &[f32], w: &[f32], search: bool, out: &mut [BlockIq4Nl]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let r = 32 * bi..32 * bi + 32;
+        let xb = &x[r.clone()];
+        let s = if search {
+            fit_codebook(xb, &w[r])
+        } else {
+            signed_absmax(xb).0 / IQ4_NL_VALUES[0] as f32
+        };
+        let d = f16_round(s);
+        let mut q = [0u8; 32];
+        assign_iq4(xb, d, &mut q);
+        b.d = f16_bytes(d);
+        pack_nibbles(&q, &mut b.qs);
+    }
+}
+
+pub(crate) fn iq4_xs(x: &[f32], w: &[f32], search: bool, out: &mut [BlockIq4Xs]) {
+    for (bi, b) in out.iter_mut().enumerate() {
+        let xs = &x[256 * bi..256 * bi + 256];
+        let ws = &w[256 * bi..256 * bi + 256];
+        let mut scales = [0.0f32; 8];
+        for (ib, s) in scales.iter_mut().enumerate() {
+            let r = 32 * ib..32 * ib + 32;
+            *s = if search {
+                fit_codebook(&xs[r.clone()], &ws[r])
+            } else {
+                signed_absmax(&xs[r]).0 / IQ4_NL_VALUES[0] as f32
+            };
+        }
+        let mut ls = [0i8; 8];
+        let d = quantize_super_signed(&scales, 32, &mut ls);
+        b.d = f16_bytes(d);
+        let mut sh = 0u16;
+        b.scales_l = [0; 4];
+        for ib in 0..8 {
+            let u = (ls[ib] as i32 + 32) as u8; // 0..=63
+            b.scales_l[ib / 2] |= (u & 0xF) << (4 * (ib % 2));
+            sh |= ((u >> 4) as u16) << (2 * ib);
+            let dl = d * ls[ib] as f32;
+            let mut q = [0u8; 32];
+            assign_iq4(&xs[32 * ib..32 * ib + 32], dl, &mut q);
+            let mut qs = [0u8; 16];
+            pack_nibbles(&q, &mut qs);
+            b.qs[16 * ib..16 * ib + 16].copy_from_slice(&qs);
+        }
+        b.scales_h = sh.to_le_bytes();
+    }
+}
