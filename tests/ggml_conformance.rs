@@ -102,7 +102,10 @@ fn gguf_py_conformance() {
     std::fs::write(dir.path().join("manifest.txt"), manifest).expect("temp dir is writable");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ggml_conformance.py");
-    let out = Command::new("python3").arg(&script).arg(dir.path()).output();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path())
+        .output();
     let out = match out {
         Ok(o) => o,
         Err(e) => {
@@ -118,7 +121,10 @@ fn gguf_py_conformance() {
     match out.status.code() {
         Some(0) => assert!(stdout.contains("ALL OK"), "script exited 0 without ALL OK"),
         Some(2) => {
-            assert!(!require, "TENPAK_REQUIRE_PY=1 but gguf/numpy missing: {stdout}");
+            assert!(
+                !require,
+                "TENPAK_REQUIRE_PY=1 but gguf/numpy missing: {stdout}"
+            );
             println!("SKIP gguf_py_conformance: gguf/numpy not installed (pip install gguf numpy)");
         }
         other => panic!("gguf-py conformance failed (exit {other:?}):\n{stdout}\n{stderr}"),

@@ -425,14 +425,29 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), G
     if simd::available() {
         // SAFETY: AVX2 presence was just checked at run time; the kernels only touch memory
         // through the block and output slices, whose lengths match (checked above).
-        unsafe {
+        let handled = unsafe {
             match ty {
-                GgmlType::Q4_0 => return Ok(simd::q4_0(blocks_ref(ty, src)?, dst)),
-                GgmlType::Q8_0 => return Ok(simd::q8_0(blocks_ref(ty, src)?, dst)),
-                GgmlType::Q4K => return Ok(simd::q4_k(blocks_ref(ty, src)?, dst)),
-                GgmlType::IQ4NL => return Ok(simd::iq4_nl(blocks_ref(ty, src)?, dst)),
-                _ => {}
+                GgmlType::Q4_0 => {
+                    simd::q4_0(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                GgmlType::Q8_0 => {
+                    simd::q8_0(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                GgmlType::Q4K => {
+                    simd::q4_k(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                GgmlType::IQ4NL => {
+                    simd::iq4_nl(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                _ => false,
             }
+        };
+        if handled {
+            return Ok(());
         }
     }
     dequantize_scalar(ty, src, dst)
@@ -452,7 +467,11 @@ fn check_dequant_sizes(ty: GgmlType, src: &[u8], dst: &[f32]) -> Result<(), Ggml
 }
 
 /// The scalar reference decoder (also used for types without a SIMD kernel).
-pub(crate) fn dequantize_scalar(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), GgmlError> {
+pub(crate) fn dequantize_scalar(
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<(), GgmlError> {
     check_dequant_sizes(ty, src, dst)?;
     match ty {
         GgmlType::F32 => {
@@ -489,7 +508,11 @@ pub(crate) fn dequantize_scalar(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Re
 /// Plain min/max (no search) quantization for the searched types: the baseline the quality
 /// tests compare the least-squares search against.
 #[cfg(test)]
-pub(crate) fn quantize_row_plain(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), GgmlError> {
+pub(crate) fn quantize_row_plain(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+) -> Result<(), GgmlError> {
     let w = vec![1.0f32; src.len()];
     match ty {
         GgmlType::Q2K => quant::q2_k(src, &w, false, blocks_mut(ty, dst)?),

@@ -147,7 +147,10 @@ pub(crate) fn fit_asymmetric(
             b = 0.0;
             s = sqx / sq2;
         }
-        if !(s > 0.0) || !s.is_finite() || !b.is_finite() {
+        if s.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+            || !s.is_finite()
+            || !b.is_finite()
+        {
             return;
         }
         let e = err_of(s, b, cand);
@@ -320,7 +323,7 @@ fn pack_qh(q: &[u8; 32]) -> [u8; 4] {
     h.to_le_bytes()
 }
 
-fn sub<'a>(w: Option<&'a [f32]>, r: std::ops::Range<usize>) -> Option<&'a [f32]> {
+fn sub(w: Option<&[f32]>, r: std::ops::Range<usize>) -> Option<&[f32]> {
     w.map(|w| &w[r])
 }
 
@@ -430,8 +433,9 @@ fn asym_k(x: &[f32], w: &[f32], sub_len: usize, nmax: i32, smax: i32, search: bo
         let dl = out.d * out.sc[j] as f32;
         let ml = out.dmin * out.m[j] as f32;
         let id = if dl > 0.0 { 1.0 / dl } else { 0.0 };
-        for i in sub_len * j..sub_len * (j + 1) {
-            out.q[i] = (roundf((x[i] + ml) * id) as i32).clamp(0, nmax) as u8;
+        let r = sub_len * j..sub_len * (j + 1);
+        for (qv, &v) in out.q[r.clone()].iter_mut().zip(&x[r]) {
+            *qv = (roundf((v + ml) * id) as i32).clamp(0, nmax) as u8;
         }
     }
     out
@@ -505,9 +509,9 @@ fn first8(v: &[u8; 16]) -> [u8; 8] {
 fn sym_k(x: &[f32], w: &[f32], nmax: i32, smax: i32, search: bool) -> (f32, [i8; 16], [i32; 256]) {
     let mut scales = [0.0f32; 16];
     let mut l = [0i32; 16];
-    for j in 0..16 {
+    for (j, s) in scales.iter_mut().enumerate() {
         let r = 16 * j..16 * j + 16;
-        scales[j] = if search {
+        *s = if search {
             fit_symmetric(&x[r.clone()], &w[r], nmax, &mut l)
         } else {
             signed_absmax(&x[r]).0 / -(nmax as f32)
@@ -516,11 +520,12 @@ fn sym_k(x: &[f32], w: &[f32], nmax: i32, smax: i32, search: bool) -> (f32, [i8;
     let mut sc = [0i8; 16];
     let d = quantize_super_signed(&scales, smax, &mut sc);
     let mut q = [0i32; 256];
-    for j in 0..16 {
-        let dl = d * sc[j] as f32;
+    for (j, &s) in sc.iter().enumerate() {
+        let dl = d * s as f32;
         let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
-        for i in 16 * j..16 * j + 16 {
-            q[i] = (roundf(x[i] * id) as i32).clamp(-nmax, nmax - 1);
+        let r = 16 * j..16 * j + 16;
+        for (qv, &v) in q[r.clone()].iter_mut().zip(&x[r]) {
+            *qv = (roundf(v * id) as i32).clamp(-nmax, nmax - 1);
         }
     }
     (d, sc, q)

@@ -145,7 +145,13 @@ fn check_golden(ty: GgmlType, bytes: &[u8], expect: impl Fn(usize) -> f32) {
     let mut ys = vec![0.0f32; n];
     dequantize_scalar(ty, bytes, &mut ys).expect("sizes match");
     for e in 0..n {
-        assert_eq!(y[e].to_bits(), expect(e).to_bits(), "{ty} elem {e}: {} vs {}", y[e], expect(e));
+        assert_eq!(
+            y[e].to_bits(),
+            expect(e).to_bits(),
+            "{ty} elem {e}: {} vs {}",
+            y[e],
+            expect(e)
+        );
         assert_eq!(ys[e].to_bits(), y[e].to_bits(), "{ty} scalar elem {e}");
     }
 }
@@ -291,7 +297,11 @@ fn golden_float_rows() {
         }
     }
     // bf16: nearest-even on the dropped half, NaN made quiet.
-    let b = quant(GgmlType::BF16, &[f32::from_bits(0x3F80_8000), f32::from_bits(0x3F81_8000)], None);
+    let b = quant(
+        GgmlType::BF16,
+        &[f32::from_bits(0x3F80_8000), f32::from_bits(0x3F81_8000)],
+        None,
+    );
     assert_eq!(b, [0x80, 0x3F, 0x82, 0x3F]);
     let b = quant(GgmlType::BF16, &[f32::from_bits(0x7F80_0001)], None);
     assert_eq!(u16::from_le_bytes([b[0], b[1]]), 0x7FC0);
@@ -393,7 +403,12 @@ fn zero_and_constant_rows() {
 #[test]
 fn simd_matches_scalar() {
     let mut r = Rng(99);
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::IQ4NL] {
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::IQ4NL,
+    ] {
         let n = 256 * 9;
         let nb = row_bytes(ty, n).expect("block multiple");
         let mut bytes: Vec<u8> = (0..nb).map(|_| r.next_u64() as u8).collect();
@@ -425,7 +440,13 @@ fn simd_matches_scalar() {
                     _ => simd::iq4_nl(blocks_ref(ty, &bytes).unwrap(), &mut direct),
                 }
             }
-            assert!(direct.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty}");
+            assert!(
+                direct
+                    .iter()
+                    .zip(&slow)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{ty}"
+            );
         }
     }
 }
@@ -456,7 +477,10 @@ fn search_beats_plain_minmax() {
             let mut pb = vec![0u8; row_bytes(ty, n).expect("block multiple")];
             quantize_row_plain(ty, x, &mut pb).expect("finite data");
             let plain = wmse(x, &dequant(ty, &pb, n), None) / energy;
-            println!("{label:6} {:7} ours rel-MSE {ours:.6}  plain {plain:.6}", ty.name());
+            println!(
+                "{label:6} {:7} ours rel-MSE {ours:.6}  plain {plain:.6}",
+                ty.name()
+            );
             assert!(ours <= plain, "{label} {ty}: ours {ours} > plain {plain}");
         }
     }
@@ -479,7 +503,10 @@ fn weighted_search_beats_reference_rule() {
     ] {
         let ours = wmse(&x, &dequant(ty, &quant(ty, &x, Some(&w)), n), Some(&w));
         let reference = wmse(&x, &dequant(ty, &quant(ty, &x, None), n), Some(&w));
-        println!("{:5} weighted: search {ours:.4} reference {reference:.4}", ty.name());
+        println!(
+            "{:5} weighted: search {ours:.4} reference {reference:.4}",
+            ty.name()
+        );
         assert!(ours <= reference, "{ty}: {ours} > {reference}");
     }
 }
@@ -490,7 +517,9 @@ fn weighted_search_beats_reference_rule() {
 fn importance_is_used() {
     let n = 256 * 64;
     let x = gauss_vec(12, n);
-    let w: Vec<f32> = (0..n).map(|i| if i % 16 == 0 { 100.0 } else { 1.0 }).collect();
+    let w: Vec<f32> = (0..n)
+        .map(|i| if i % 16 == 0 { 100.0 } else { 1.0 })
+        .collect();
     for ty in [GgmlType::Q4K, GgmlType::Q3K, GgmlType::IQ4NL, GgmlType::Q6K] {
         let with = wmse(&x, &dequant(ty, &quant(ty, &x, Some(&w)), n), Some(&w));
         let without = wmse(&x, &dequant(ty, &quant(ty, &x, None), n), Some(&w));
