@@ -5,7 +5,7 @@
 //! direction ([`quantize_row`], [`dequantize_row`]) over every supported [`GgmlType`].
 //!
 //! * Decoding is bit-identical to ggml's reference dequantizers (checked against gguf-py). The
-//!   hot types (q4_0, q8_0, q4_k, iq4_nl) have AVX2 kernels chosen at run time in one place
+//!   hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs) have AVX2 kernels chosen at run time in one place
 //!   ([`dequantize_row`]); they produce the same bits as the scalar reference.
 //! * Encoding of q8_0/q4_0/q4_1/q5_0/q5_1 without importance follows ggml's reference rule, so the
 //!   bytes equal ggml's. With importance, and for the K-quants, iq4_nl and iq4_xs, a weighted
@@ -443,6 +443,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), G
                     simd::iq4_nl(blocks_ref(ty, src)?, dst);
                     true
                 }
+                GgmlType::IQ4XS => {
+                    simd::iq4_xs(blocks_ref(ty, src)?, dst);
+                    true
+                }
                 _ => false,
             }
         };
@@ -475,13 +479,26 @@ pub(crate) fn dequantize_scalar(
     check_dequant_sizes(ty, src, dst)?;
     match ty {
         GgmlType::F32 => {
-            for (o, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if cfg!(target_endian = "little") {
+                // GGUF f32 is little-endian, so on LE hosts this is a plain copy.
+                zerocopy::IntoBytes::as_mut_bytes(dst).copy_from_slice(src);
+            } else {
+                for (o, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
             }
         }
         GgmlType::F16 => {
-            for (o, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            // Chunked so half's vectorised (F16C when available) slice conversion can run;
+            // it is exact, so the result equals the per-element conversion.
+            use half::slice::HalfFloatSliceExt;
+            let mut buf = [half::f16::ZERO; 256];
+            for (o, b) in dst.chunks_mut(256).zip(src.chunks(512)) {
+                let h = &mut buf[..o.len()];
+                for (hv, c) in h.iter_mut().zip(b.chunks_exact(2)) {
+                    *hv = half::f16::from_le_bytes([c[0], c[1]]);
+                }
+                h.convert_to_f32_slice(o);
             }
         }
         GgmlType::BF16 => {

@@ -1,4 +1,4 @@
-//! AVX2 dequantizers for the hot types (q4_0, q8_0, q4_k, iq4_nl).
+//! AVX2 dequantizers for the hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs).
 //!
 //! Each kernel performs exactly the scalar reference's f32 operations (an exact int→f32
 //! conversion, then the same multiplies and subtractions, no FMA), so the output is bit-identical
@@ -16,14 +16,15 @@ pub(crate) fn available() -> bool {
 }
 
 /// Converts 8 signed bytes (low 64 bits of `v`) to 8 f32 lanes.
-#[inline(always)]
-unsafe fn i8x8_to_ps(v: __m128i) -> __m256 {
-    // SAFETY: only called from `#[target_feature(enable = "avx2")]` functions.
-    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)) }
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i8x8_to_ps(v: __m128i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
 }
 
 /// Multiplies 16 signed bytes by `d` and stores them to `out[0..16]`.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2")]
 unsafe fn store16(v: __m128i, d: __m256, out: &mut [f32]) {
     assert!(out.len() >= 16, "callers pass 16-element slices");
     // SAFETY: AVX2 is enabled by the callers; `out` has at least 16 elements (asserted), and
@@ -37,7 +38,8 @@ unsafe fn store16(v: __m128i, d: __m256, out: &mut [f32]) {
 }
 
 /// Splits 16 packed bytes into (low nibbles, high nibbles) as 16 bytes each.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2")]
 unsafe fn nibbles(qs: &[u8; 16]) -> (__m128i, __m128i) {
     // SAFETY: `qs` is exactly 16 readable bytes; the load is unaligned.
     unsafe {
@@ -127,6 +129,28 @@ pub(crate) unsafe fn q4_k(blocks: &[BlockQ4K], y: &mut [f32]) {
                         _mm256_storeu_ps(o.as_mut_ptr(), f);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// AVX2 iq4_xs dequantization: iq4_nl lookups with a per-sub-block scale d*(ls-32).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn iq4_xs(blocks: &[BlockIq4Xs], y: &mut [f32]) {
+    // SAFETY: the caller checked AVX2; the codebook load reads exactly 16 bytes and each
+    // sub-block's 16 qs bytes are passed as a checked 16-byte array.
+    unsafe {
+        let table = _mm_loadu_si128(IQ4_NL_VALUES.as_ptr().cast());
+        for (b, y) in blocks.iter().zip(y.chunks_exact_mut(256)) {
+            let d = f16_le(b.d);
+            for (ib, ys) in y.chunks_exact_mut(32).enumerate() {
+                let dl = _mm256_set1_ps(d * super::dequant::iq4xs_scale(b, ib) as f32);
+                let mut qs = [0u8; 16];
+                qs.copy_from_slice(&b.qs[16 * ib..16 * ib + 16]);
+                let (lo, hi) = nibbles(&qs);
+                let (lo_out, hi_out) = ys.split_at_mut(16);
+                store16(_mm_shuffle_epi8(table, lo), dl, lo_out);
+                store16(_mm_shuffle_epi8(table, hi), dl, hi_out);
             }
         }
     }

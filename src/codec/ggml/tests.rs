@@ -437,7 +437,8 @@ fn simd_matches_scalar() {
                     GgmlType::Q4_0 => simd::q4_0(blocks_ref(ty, &bytes).unwrap(), &mut direct),
                     GgmlType::Q8_0 => simd::q8_0(blocks_ref(ty, &bytes).unwrap(), &mut direct),
                     GgmlType::Q4K => simd::q4_k(blocks_ref(ty, &bytes).unwrap(), &mut direct),
-                    _ => simd::iq4_nl(blocks_ref(ty, &bytes).unwrap(), &mut direct),
+                    GgmlType::IQ4NL => simd::iq4_nl(blocks_ref(ty, &bytes).unwrap(), &mut direct),
+                    _ => simd::iq4_xs(blocks_ref(ty, &bytes).unwrap(), &mut direct),
                 }
             }
             assert!(
