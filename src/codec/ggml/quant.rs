@@ -401,6 +401,7 @@ fn quantize_super_signed(v: &[f32], n: i32, levels: &mut [i8]) -> f32 {
 /// Shared core of q2_k/q4_k/q5_k: per sub-block asymmetric fit with b <= 0, then super-block
 /// quantization of scales and mins, then re-rounding of the elements against the stored values.
 /// Returns (d, dmin, scale levels, min levels, element levels).
+#[derive(Clone)]
 struct AsymK {
     d: f32,
     dmin: f32,
@@ -429,16 +430,142 @@ fn asym_k(x: &[f32], w: &[f32], sub_len: usize, nmax: i32, smax: i32, search: bo
     };
     out.d = quantize_super_unsigned(&scales[..nsub], smax, &mut out.sc[..nsub]);
     out.dmin = quantize_super_unsigned(&mins[..nsub], smax, &mut out.m[..nsub]);
-    for j in 0..nsub {
-        let dl = out.d * out.sc[j] as f32;
-        let ml = out.dmin * out.m[j] as f32;
-        let id = if dl > 0.0 { 1.0 / dl } else { 0.0 };
-        let r = sub_len * j..sub_len * (j + 1);
-        for (qv, &v) in out.q[r.clone()].iter_mut().zip(&x[r]) {
-            *qv = (roundf((v + ml) * id) as i32).clamp(0, nmax) as u8;
-        }
+    let p = AsymParams {
+        sub_len,
+        nsub,
+        nmax,
+        smax,
+    };
+    let mut err = total_asym(x, w, &p, &mut out);
+    if search {
+        refine_asym(x, w, &p, &scales, &mins, &mut out, &mut err);
     }
     out
+}
+
+/// Shape of an asymmetric K-quant super-block.
+struct AsymParams {
+    sub_len: usize,
+    nsub: usize,
+    nmax: i32,
+    smax: i32,
+}
+
+/// Re-rounds one sub-block against the decoder's (dl, ml) and returns its weighted error.
+fn requant_asym(x: &[f32], w: &[f32], dl: f32, ml: f32, nmax: i32, q: &mut [u8]) -> f32 {
+    let id = if dl > 0.0 { 1.0 / dl } else { 0.0 };
+    let mut e = 0.0f32;
+    for ((qv, &v), &wv) in q.iter_mut().zip(x).zip(w) {
+        let l = (roundf((v + ml) * id) as i32).clamp(0, nmax);
+        *qv = l as u8;
+        let r = dl * l as f32 - ml - v;
+        e += wv * r * r;
+    }
+    e
+}
+
+fn total_asym(x: &[f32], w: &[f32], p: &AsymParams, o: &mut AsymK) -> f32 {
+    let mut e = 0.0f32;
+    for j in 0..p.nsub {
+        let r = p.sub_len * j..p.sub_len * (j + 1);
+        let dl = o.d * o.sc[j] as f32;
+        let ml = o.dmin * o.m[j] as f32;
+        e += requant_asym(&x[r.clone()], &w[r.clone()], dl, ml, p.nmax, &mut o.q[r]);
+    }
+    e
+}
+
+/// Alternates a least-squares refit of the two super-block scales (the model is linear in
+/// (d, dmin) once the integer scales, mins and levels are fixed) with a neighbourhood search of
+/// each sub-block's integer (scale, min); keeps a step only if the stored-value error drops.
+fn refine_asym(
+    x: &[f32],
+    w: &[f32],
+    p: &AsymParams,
+    scales: &[f32; 16],
+    mins: &[f32; 16],
+    out: &mut AsymK,
+    err: &mut f32,
+) {
+    for _ in 0..3 {
+        let mut c = out.clone();
+        let (mut saa, mut sab, mut sbb, mut sxa, mut sxb) =
+            (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for j in 0..p.nsub {
+            let b = c.m[j] as f32;
+            for i in p.sub_len * j..p.sub_len * (j + 1) {
+                let a = c.sc[j] as f32 * c.q[i] as f32;
+                let wv = w[i];
+                saa += wv * a * a;
+                sab += wv * a * b;
+                sbb += wv * b * b;
+                sxa += wv * x[i] * a;
+                sxb += wv * x[i] * b;
+            }
+        }
+        if saa <= 0.0 {
+            return;
+        }
+        let det = sab * sab - saa * sbb;
+        let (mut d, mut dm) = if det != 0.0 {
+            ((sab * sxb - sxa * sbb) / det, (saa * sxb - sab * sxa) / det)
+        } else {
+            (sxa / saa, c.dmin)
+        };
+        if dm.is_nan() || dm < 0.0 {
+            dm = 0.0;
+            d = sxa / saa;
+        }
+        if !(d > 0.0 && d.is_finite() && dm.is_finite()) {
+            return;
+        }
+        c.d = f16_round(d);
+        c.dmin = f16_round(dm);
+        let mut total = 0.0f32;
+        let mut qbuf = [0u8; 32];
+        for j in 0..p.nsub {
+            let r = p.sub_len * j..p.sub_len * (j + 1);
+            let (xs, ws) = (&x[r.clone()], &w[r.clone()]);
+            let ts = if c.d > 0.0 {
+                roundf(scales[j] / c.d) as i32
+            } else {
+                0
+            };
+            let tm = if c.dmin > 0.0 {
+                roundf(mins[j] / c.dmin) as i32
+            } else {
+                0
+            };
+            let (cs, cm) = (c.sc[j] as i32, c.m[j] as i32);
+            let mut best = (f32::INFINITY, c.sc[j], c.m[j]);
+            for s in [cs - 1, cs, cs + 1, ts] {
+                for m in [cm - 1, cm, cm + 1, tm] {
+                    let (s, m) = (s.clamp(0, p.smax), m.clamp(0, p.smax));
+                    let e = requant_asym(
+                        xs,
+                        ws,
+                        c.d * s as f32,
+                        c.dmin * m as f32,
+                        p.nmax,
+                        &mut qbuf[..p.sub_len],
+                    );
+                    if e < best.0 {
+                        best = (e, s as u8, m as u8);
+                    }
+                }
+            }
+            c.sc[j] = best.1;
+            c.m[j] = best.2;
+            let (dl, ml) = (c.d * best.1 as f32, c.dmin * best.2 as f32);
+            total += requant_asym(xs, ws, dl, ml, p.nmax, &mut c.q[r]);
+        }
+        if total < *err {
+            *err = total;
+            *out = c;
+        } else {
+            return;
+        }
+    }
 }
 
 pub(crate) fn q2_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ2K]) {
@@ -518,17 +645,68 @@ fn sym_k(x: &[f32], w: &[f32], nmax: i32, smax: i32, search: bool) -> (f32, [i8;
         };
     }
     let mut sc = [0i8; 16];
-    let d = quantize_super_signed(&scales, smax, &mut sc);
+    let mut d = quantize_super_signed(&scales, smax, &mut sc);
     let mut q = [0i32; 256];
+    let mut err = 0.0f32;
     for (j, &s) in sc.iter().enumerate() {
-        let dl = d * s as f32;
-        let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
         let r = 16 * j..16 * j + 16;
-        for (qv, &v) in q[r.clone()].iter_mut().zip(&x[r]) {
-            *qv = (roundf(v * id) as i32).clamp(-nmax, nmax - 1);
+        err += requant_sym(&x[r.clone()], &w[r.clone()], d * s as f32, nmax, &mut q[r]);
+    }
+    if search {
+        // Alternate a least-squares refit of d (x ≈ d·sc_j·q_i is linear in d) with a
+        // neighbourhood search of each integer sub-block scale; keep only improvements.
+        for _ in 0..3 {
+            let (mut saa, mut sxa) = (0.0f32, 0.0f32);
+            for i in 0..256 {
+                let a = sc[i / 16] as f32 * q[i] as f32;
+                saa += w[i] * a * a;
+                sxa += w[i] * x[i] * a;
+            }
+            if saa <= 0.0 {
+                break;
+            }
+            let nd = f16_round(sxa / saa);
+            if !(nd.is_finite() && nd != 0.0) {
+                break;
+            }
+            let (mut nsc, mut nq, mut total) = (sc, [0i32; 256], 0.0f32);
+            let mut qbuf = [0i32; 16];
+            for j in 0..16 {
+                let r = 16 * j..16 * j + 16;
+                let (xs, ws) = (&x[r.clone()], &w[r.clone()]);
+                let cs = sc[j] as i32;
+                let mut best = (f32::INFINITY, sc[j]);
+                for s in [cs - 1, cs, cs + 1, roundf(scales[j] / nd) as i32] {
+                    let s = s.clamp(-smax, smax - 1);
+                    let e = requant_sym(xs, ws, nd * s as f32, nmax, &mut qbuf);
+                    if e < best.0 {
+                        best = (e, s as i8);
+                    }
+                }
+                nsc[j] = best.1;
+                total += requant_sym(xs, ws, nd * best.1 as f32, nmax, &mut nq[r]);
+            }
+            if total < err {
+                (err, d, sc, q) = (total, nd, nsc, nq);
+            } else {
+                break;
+            }
         }
     }
     (d, sc, q)
+}
+
+/// Re-rounds one symmetric sub-block against the decoder's scale and returns its weighted error.
+fn requant_sym(x: &[f32], w: &[f32], dl: f32, nmax: i32, q: &mut [i32]) -> f32 {
+    let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+    let mut e = 0.0f32;
+    for ((qv, &v), &wv) in q.iter_mut().zip(x).zip(w) {
+        let l = (roundf(v * id) as i32).clamp(-nmax, nmax - 1);
+        *qv = l;
+        let r = dl * l as f32 - v;
+        e += wv * r * r;
+    }
+    e
 }
 
 pub(crate) fn q3_k(x: &[f32], w: &[f32], search: bool, out: &mut [BlockQ3K]) {
@@ -599,7 +777,31 @@ pub(crate) fn iq4_nl(x: &[f32], w: &[f32], search: bool, out: &mut [BlockIq4Nl])
         } else {
             signed_absmax(xb).0 / IQ4_NL_VALUES[0] as f32
         };
-        let d = f16_round(s);
+        let mut d = f16_round(s);
+        if search {
+            // Refit d by least squares for the indices the stored d picks; keep if better.
+            let wb = &w[32 * bi..32 * bi + 32];
+            let mut err = iq4_err(xb, wb, d);
+            for _ in 0..2 {
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let (mut skx, mut sk2) = (0.0f32, 0.0f32);
+                for (&v, &wv) in xb.iter().zip(wb) {
+                    let k = IQ4_NL_VALUES[nearest_iq4(v * id) as usize] as f32;
+                    skx += wv * k * v;
+                    sk2 += wv * k * k;
+                }
+                if sk2 <= 0.0 {
+                    break;
+                }
+                let nd = f16_round(skx / sk2);
+                let e = iq4_err(xb, wb, nd);
+                if nd.is_finite() && e < err {
+                    (err, d) = (e, nd);
+                } else {
+                    break;
+                }
+            }
+        }
         let mut q = [0u8; 32];
         assign_iq4(xb, d, &mut q);
         b.d = f16_bytes(d);
@@ -621,7 +823,10 @@ pub(crate) fn iq4_xs(x: &[f32], w: &[f32], search: bool, out: &mut [BlockIq4Xs])
             };
         }
         let mut ls = [0i8; 8];
-        let d = quantize_super_signed(&scales, 32, &mut ls);
+        let mut d = quantize_super_signed(&scales, 32, &mut ls);
+        if search {
+            refine_iq4xs(xs, ws, &scales, &mut d, &mut ls);
+        }
         b.d = f16_bytes(d);
         let mut sh = 0u16;
         b.scales_l = [0; 4];
@@ -637,5 +842,70 @@ pub(crate) fn iq4_xs(x: &[f32], w: &[f32], search: bool, out: &mut [BlockIq4Xs])
             b.qs[16 * ib..16 * ib + 16].copy_from_slice(&qs);
         }
         b.scales_h = sh.to_le_bytes();
+    }
+}
+
+/// Weighted error of one iq4 sub-block coded with scale dl (indices re-picked as nearest).
+fn iq4_err(x: &[f32], w: &[f32], dl: f32) -> f32 {
+    let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+    x.iter()
+        .zip(w)
+        .map(|(&v, &wv)| {
+            let r = dl * IQ4_NL_VALUES[nearest_iq4(v * id) as usize] as f32 - v;
+            wv * r * r
+        })
+        .sum()
+}
+
+/// iq4_xs counterpart of the K-quant refinement: LS refit of d given the integer sub-block
+/// scales and codebook indices, then a ±1 search of each sub-block scale; keeps improvements.
+fn refine_iq4xs(x: &[f32], w: &[f32], scales: &[f32; 8], d: &mut f32, ls: &mut [i8; 8]) {
+    let total = |d: f32, ls: &[i8; 8]| -> f32 {
+        (0..8)
+            .map(|j| {
+                let r = 32 * j..32 * j + 32;
+                iq4_err(&x[r.clone()], &w[r], d * ls[j] as f32)
+            })
+            .sum()
+    };
+    let mut err = total(*d, ls);
+    for _ in 0..3 {
+        let (mut saa, mut sxa) = (0.0f32, 0.0f32);
+        for (j, &l) in ls.iter().enumerate() {
+            let dl = *d * l as f32;
+            let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+            for i in 32 * j..32 * j + 32 {
+                let a = l as f32 * IQ4_NL_VALUES[nearest_iq4(x[i] * id) as usize] as f32;
+                saa += w[i] * a * a;
+                sxa += w[i] * x[i] * a;
+            }
+        }
+        if saa <= 0.0 {
+            return;
+        }
+        let nd = f16_round(sxa / saa);
+        if !(nd.is_finite() && nd != 0.0) {
+            return;
+        }
+        let mut nls = *ls;
+        for j in 0..8 {
+            let r = 32 * j..32 * j + 32;
+            let cs = ls[j] as i32;
+            let mut best = (f32::INFINITY, ls[j]);
+            for s in [cs - 1, cs, cs + 1, roundf(scales[j] / nd) as i32] {
+                let s = s.clamp(-32, 31);
+                let e = iq4_err(&x[r.clone()], &w[r.clone()], nd * s as f32);
+                if e < best.0 {
+                    best = (e, s as i8);
+                }
+            }
+            nls[j] = best.1;
+        }
+        let e = total(nd, &nls);
+        if e < err {
+            (err, *d, *ls) = (e, nd, nls);
+        } else {
+            return;
+        }
     }
 }
