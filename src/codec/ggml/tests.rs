@@ -527,3 +527,43 @@ fn importance_is_used() {
         assert!(with < without, "{ty}: {with} !< {without}");
     }
 }
+
+/// GGUF blocks sit at arbitrary byte offsets inside a mapped file: decoding from an odd
+/// offset must give the same values as from the start of an allocation.
+#[test]
+fn unaligned_source_bytes() {
+    let x = gauss_vec(21, 512);
+    for &ty in GgmlType::ALL {
+        let q = quant(ty, &x, None);
+        let mut shifted = vec![0u8; q.len() + 3];
+        shifted[3..].copy_from_slice(&q);
+        let a = dequant(ty, &q, x.len());
+        let b = dequant(ty, &shifted[3..], x.len());
+        assert!(
+            a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{ty}"
+        );
+    }
+}
+
+#[test]
+fn importance_length_checked() {
+    let mut dst = vec![0u8; 144];
+    assert!(matches!(
+        quantize_row(GgmlType::Q4K, &[0.5; 256], Some(&[1.0; 255]), &mut dst),
+        Err(GgmlError::LengthMismatch {
+            what: "importance",
+            ..
+        })
+    ));
+    // All-zero importance is allowed and must not produce NaN scales.
+    quantize_row(
+        GgmlType::Q4K,
+        &gauss_vec(5, 256),
+        Some(&[0.0; 256]),
+        &mut dst,
+    )
+    .expect("zero weights fall back gracefully");
+    let y = dequant(GgmlType::Q4K, &dst, 256);
+    assert!(y.iter().all(|v| v.is_finite()));
+}
