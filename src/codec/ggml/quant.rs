@@ -16,10 +16,22 @@ const STEPS: i32 = 10;
 /// Relative step between candidates.
 const STEP: f32 = 0.1;
 
-/// Round half away from zero (C `roundf`, numpy `np_roundf` in gguf-py).
+/// Round half away from zero (C `roundf`, numpy `np_roundf` in gguf-py), written without a
+/// libm call: x86-64's baseline has no rounding instruction, and this is the innermost
+/// operation of every search. Equal to `f32::round` except for the sign of a zero result.
 #[inline(always)]
 fn roundf(v: f32) -> f32 {
-    v.round()
+    if v.abs() < 8_388_608.0 {
+        // |v| < 2^23: the truncation is exact in f32 and so is the fractional part v - t.
+        // Branch-free: the comparisons are data-dependent coin flips in the searches, and a
+        // mispredicted branch per element costs more than the whole rounding.
+        let t = v as i32;
+        let f = v - t as f32;
+        (t + (f >= 0.5) as i32 - (f <= -0.5) as i32) as f32
+    } else {
+        // Already integral (or NaN/infinite, which the callers' casts saturate).
+        v
+    }
 }
 
 /// Signed value of largest magnitude (first one on ties, as ggml), and its magnitude.
@@ -126,7 +138,9 @@ pub(crate) fn fit_asymmetric(
         return (plain_s, mn);
     }
     let mut best = (err_of(plain_s, mn, q), plain_s, mn);
-    let mut cand = vec![0i32; x.len()];
+    debug_assert!(x.len() <= 32, "sub-blocks are at most 32 elements");
+    let mut cand_buf = [0i32; 32];
+    let cand = &mut cand_buf[..x.len()];
     let try_levels = |cand: &[i32], best: &mut (f32, f32, f32)| {
         let (mut sw, mut sq, mut sq2, mut sx, mut sqx) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
         for ((&v, &wv), &l) in x.iter().zip(w).zip(cand) {
@@ -163,11 +177,11 @@ pub(crate) fn fit_asymmetric(
         for (c, &v) in cand.iter_mut().zip(x) {
             *c = (roundf(iscale * (v - mn)) as i32).clamp(0, nmax);
         }
-        try_levels(&cand, &mut best);
+        try_levels(cand, &mut best);
     }
     // Refinement: re-round against the best (s, b) and refit once.
-    round_with(best.1, best.2, &mut cand);
-    try_levels(&cand, &mut best);
+    round_with(best.1, best.2, cand);
+    try_levels(cand, &mut best);
     let (_, s, b) = best;
     round_with(s, b, q);
     (s, b)
@@ -176,12 +190,28 @@ pub(crate) fn fit_asymmetric(
 /// Index of the codebook value nearest to v (ties to the lower index).
 #[inline(always)]
 pub(crate) fn nearest_iq4(v: f32) -> u8 {
-    let mut idx = 0u8;
-    for k in 0..15 {
-        let mid = 0.5 * (IQ4_NL_VALUES[k] as f32 + IQ4_NL_VALUES[k + 1] as f32);
-        idx += (v > mid) as u8;
+    /// Midpoints between consecutive codebook values (exact in f32).
+    const MID: [f32; 15] = {
+        let mut m = [0.0f32; 15];
+        let mut k = 0;
+        while k < 15 {
+            m[k] = (IQ4_NL_VALUES[k] as i32 + IQ4_NL_VALUES[k + 1] as i32) as f32 * 0.5;
+            k += 1;
+        }
+        m
+    };
+    // Branch-light binary search for the number of midpoints strictly below v.
+    let mut i = if v > MID[7] { 8 } else { 0 };
+    if v > MID[i + 3] {
+        i += 4;
     }
-    idx
+    if v > MID[i + 1] {
+        i += 2;
+    }
+    if v > MID[i] {
+        i += 1;
+    }
+    i as u8
 }
 
 /// Weighted fit x ≈ s·K[q] over the iq4_nl codebook. Returns s (may be negative).
@@ -263,8 +293,8 @@ fn legacy_symmetric(xb: &[f32], w: Option<&[f32]>, nmax: i32, q: &mut [u8; 32]) 
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let bias = nmax as f32 + 0.5;
             for (o, &v) in q.iter_mut().zip(xb) {
-                // trunc toward zero of a value >= ~0, then clamp (ggml's (int8)(x*id + nmax+0.5)).
-                *o = ((v * id + bias).trunc() as i32).clamp(0, 2 * nmax - 1) as u8;
+                // `as` truncates toward zero, then clamp: ggml's (int8)(x*id + nmax + 0.5).
+                *o = ((v * id + bias) as i32).clamp(0, 2 * nmax - 1) as u8;
             }
             d
         }
@@ -290,7 +320,7 @@ fn legacy_asymmetric(xb: &[f32], w: Option<&[f32]>, nmax: i32, q: &mut [u8; 32])
             let d = (mx - mn) / nmax as f32;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             for (o, &v) in q.iter_mut().zip(xb) {
-                *o = (((v - mn) * id + 0.5).trunc() as i32).clamp(0, nmax) as u8;
+                *o = (((v - mn) * id + 0.5) as i32).clamp(0, nmax) as u8;
             }
             (d, mn)
         }

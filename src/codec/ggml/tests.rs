@@ -466,6 +466,16 @@ fn search_beats_plain_minmax() {
     for (label, x) in [("gauss", &gauss), ("t3", &heavy)] {
         let energy = wmse(x, &vec![0.0; n], None);
         for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+        ] {
+            let rel = wmse(x, &dequant(ty, &quant(ty, x, None), n), None) / energy;
+            println!("{label:6} {:7} reference-rule rel-MSE {rel:.6}", ty.name());
+        }
+        for ty in [
             GgmlType::Q2K,
             GgmlType::Q3K,
             GgmlType::Q4K,
