@@ -56,12 +56,18 @@ fn dequant_throughput() {
 #[ignore = "throughput probe, run manually"]
 fn quant_throughput() {
     let n = 1 << 20;
-    let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     for &ty in GgmlType::ALL {
         let mut q = vec![0u8; row_bytes(ty, n).expect("block multiple")];
         let t = Instant::now();
         quantize_row(ty, std::hint::black_box(&x), None, &mut q).expect("finite");
         let s = t.elapsed().as_secs_f64();
-        println!("quantize {:7} {:8.1} Melem/s", ty.name(), n as f64 / s / 1e6);
+        println!(
+            "quantize {:7} {:8.1} Melem/s",
+            ty.name(),
+            n as f64 / s / 1e6
+        );
     }
 }

@@ -34,6 +34,16 @@ fn roundf(v: f32) -> f32 {
     }
 }
 
+/// Clamp to [lo, hi] then round to nearest (ties to even), in pure f32 arithmetic so the
+/// search loops vectorise. Only used inside searches, where the tie rule does not matter (the
+/// ggml-compatible reference paths use [`roundf`]). After the clamp |v| <= 128 < 2^22, where
+/// adding and removing 1.5·2^23 rounds exactly to an integer.
+#[inline(always)]
+fn round_clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v.max(lo).min(hi) + MAGIC) - MAGIC
+}
+
 /// Signed value of largest magnitude (first one on ties, as ggml), and its magnitude.
 fn signed_absmax(x: &[f32]) -> (f32, f32) {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
@@ -59,7 +69,7 @@ pub(crate) fn fit_symmetric(x: &[f32], w: &[f32], nmax: i32, q: &mut [i32]) -> f
     let try_iscale = |iscale: f32, best: &mut Option<(f32, f32)>| {
         let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
         for (&v, &wv) in x.iter().zip(w) {
-            let l = (roundf(iscale * v) as i32).clamp(lo, hi) as f32;
+            let l = round_clamp(iscale * v, lo as f32, hi as f32);
             sqx += wv * l * v;
             sq2 += wv * l * l;
         }
@@ -138,19 +148,15 @@ pub(crate) fn fit_asymmetric(
         return (plain_s, mn);
     }
     let mut best = (err_of(plain_s, mn, q), plain_s, mn);
-    debug_assert!(x.len() <= 32, "sub-blocks are at most 32 elements");
-    let mut cand_buf = [0i32; 32];
-    let cand = &mut cand_buf[..x.len()];
-    let try_levels = |cand: &[i32], best: &mut (f32, f32, f32)| {
-        let (mut sw, mut sq, mut sq2, mut sx, mut sqx) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for ((&v, &wv), &l) in x.iter().zip(w).zip(cand) {
-            let l = l as f32;
-            sw += wv;
-            sq += wv * l;
-            sq2 += wv * l * l;
-            sx += wv * v;
-            sqx += wv * l * v;
-        }
+    let (mut sw, mut sx, mut sx2) = (0.0f32, 0.0f32, 0.0f32);
+    for (&v, &wv) in x.iter().zip(w) {
+        sw += wv;
+        sx += wv * v;
+        sx2 += wv * v * v;
+    }
+    // Least-squares (s, b) for one set of levels, given its sums; the error follows from the
+    // normal equations without a second pass over the data.
+    let solve = |sq: f32, sq2: f32, sqx: f32, best: &mut (f32, f32, f32)| {
         let det = sw * sq2 - sq * sq;
         if det <= 0.0 {
             return;
@@ -167,21 +173,30 @@ pub(crate) fn fit_asymmetric(
         {
             return;
         }
-        let e = err_of(s, b, cand);
+        let e = sx2 - 2.0 * s * sqx - 2.0 * b * sx + s * s * sq2 + 2.0 * s * b * sq + b * b * sw;
         if e < best.0 {
             *best = (e, s, b);
         }
     };
+    let sums = |iscale: f32, off: f32| {
+        let (mut sq, mut sq2, mut sqx) = (0.0f32, 0.0f32, 0.0f32);
+        for (&v, &wv) in x.iter().zip(w) {
+            let l = round_clamp(iscale * (v - off), 0.0, nmax as f32);
+            sq += wv * l;
+            sq2 += wv * l * l;
+            sqx += wv * l * v;
+        }
+        (sq, sq2, sqx)
+    };
     for step in -STEPS..=STEPS {
         let iscale = (nmax as f32 + step as f32 * STEP) / (mx - mn);
-        for (c, &v) in cand.iter_mut().zip(x) {
-            *c = (roundf(iscale * (v - mn)) as i32).clamp(0, nmax);
-        }
-        try_levels(cand, &mut best);
+        let (sq, sq2, sqx) = sums(iscale, mn);
+        solve(sq, sq2, sqx, &mut best);
     }
     // Refinement: re-round against the best (s, b) and refit once.
-    round_with(best.1, best.2, cand);
-    try_levels(cand, &mut best);
+    let (_, s0, b0) = best;
+    let (sq, sq2, sqx) = sums(1.0 / s0, b0);
+    solve(sq, sq2, sqx, &mut best);
     let (_, s, b) = best;
     round_with(s, b, q);
     (s, b)
@@ -481,14 +496,28 @@ struct AsymParams {
     smax: i32,
 }
 
+/// Clamps four candidate integers to [lo, hi] and drops repeats (order kept, deterministic).
+fn uniq4(c: [i32; 4], lo: i32, hi: i32) -> ([i32; 4], usize) {
+    let mut out = [0i32; 4];
+    let mut n = 0;
+    for v in c {
+        let v = v.clamp(lo, hi);
+        if !out[..n].contains(&v) {
+            out[n] = v;
+            n += 1;
+        }
+    }
+    (out, n)
+}
+
 /// Re-rounds one sub-block against the decoder's (dl, ml) and returns its weighted error.
 fn requant_asym(x: &[f32], w: &[f32], dl: f32, ml: f32, nmax: i32, q: &mut [u8]) -> f32 {
     let id = if dl > 0.0 { 1.0 / dl } else { 0.0 };
     let mut e = 0.0f32;
     for ((qv, &v), &wv) in q.iter_mut().zip(x).zip(w) {
-        let l = (roundf((v + ml) * id) as i32).clamp(0, nmax);
+        let l = round_clamp((v + ml) * id, 0.0, nmax as f32);
         *qv = l as u8;
-        let r = dl * l as f32 - ml - v;
+        let r = dl * l - ml - v;
         e += wv * r * r;
     }
     e
@@ -568,9 +597,10 @@ fn refine_asym(
             };
             let (cs, cm) = (c.sc[j] as i32, c.m[j] as i32);
             let mut best = (f32::INFINITY, c.sc[j], c.m[j]);
-            for s in [cs - 1, cs, cs + 1, ts] {
-                for m in [cm - 1, cm, cm + 1, tm] {
-                    let (s, m) = (s.clamp(0, p.smax), m.clamp(0, p.smax));
+            let (sl, sn) = uniq4([cs - 1, cs, cs + 1, ts], 0, p.smax);
+            let (ml, mn) = uniq4([cm - 1, cm, cm + 1, tm], 0, p.smax);
+            for &s in &sl[..sn] {
+                for &m in &ml[..mn] {
                     let e = requant_asym(
                         xs,
                         ws,
@@ -731,9 +761,9 @@ fn requant_sym(x: &[f32], w: &[f32], dl: f32, nmax: i32, q: &mut [i32]) -> f32 {
     let id = if dl != 0.0 { 1.0 / dl } else { 0.0 };
     let mut e = 0.0f32;
     for ((qv, &v), &wv) in q.iter_mut().zip(x).zip(w) {
-        let l = (roundf(v * id) as i32).clamp(-nmax, nmax - 1);
-        *qv = l;
-        let r = dl * l as f32 - v;
+        let l = round_clamp(v * id, -nmax as f32, (nmax - 1) as f32);
+        *qv = l as i32;
+        let r = dl * l - v;
         e += wv * r * r;
     }
     e
