@@ -5,7 +5,7 @@
 //! direction ([`quantize_row`], [`dequantize_row`]) over every supported [`GgmlType`].
 //!
 //! * Decoding is bit-identical to ggml's reference dequantizers (checked against gguf-py). The
-//!   hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs) have AVX2 kernels chosen at run time in one place
+//!   hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs, q5_0, q5_1) have AVX2 kernels chosen at run time in one place
 //!   ([`dequantize_row`]); they produce the same bits as the scalar reference.
 //! * Encoding of q8_0/q4_0/q4_1/q5_0/q5_1 without importance follows ggml's reference rule, so the
 //!   bytes equal ggml's. With importance, and for the K-quants, iq4_nl and iq4_xs, a weighted
@@ -445,6 +445,14 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), G
                 }
                 GgmlType::IQ4XS => {
                     simd::iq4_xs(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                GgmlType::Q5_0 => {
+                    simd::q5_0(blocks_ref(ty, src)?, dst);
+                    true
+                }
+                GgmlType::Q5_1 => {
+                    simd::q5_1(blocks_ref(ty, src)?, dst);
                     true
                 }
                 _ => false,

@@ -1,4 +1,4 @@
-//! AVX2 dequantizers for the hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs).
+//! AVX2 dequantizers for the hot types (q4_0, q8_0, q4_k, iq4_nl, iq4_xs, q5_0, q5_1).
 //!
 //! Each kernel performs exactly the scalar reference's f32 operations (an exact int→f32
 //! conversion, then the same multiplies and subtractions, no FMA), so the output is bit-identical
@@ -152,6 +152,74 @@ pub(crate) unsafe fn iq4_xs(blocks: &[BlockIq4Xs], y: &mut [f32]) {
                 store16(_mm_shuffle_epi8(table, lo), dl, lo_out);
                 store16(_mm_shuffle_epi8(table, hi), dl, hi_out);
             }
+        }
+    }
+}
+
+/// Expands 16 bits into 16 bytes holding 0x10 where the bit is set (the fifth bit of q5_*).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn high_bits16(bits: u16) -> __m128i {
+    let v = _mm_set1_epi16(bits as i16);
+    let b = _mm_shuffle_epi8(
+        v,
+        _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+    );
+    let mask = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    let sel = _mm_cmpeq_epi8(_mm_and_si128(b, mask), mask);
+    _mm_and_si128(sel, _mm_set1_epi8(0x10))
+}
+
+/// Stores d*q + m for 16 unsigned-byte levels (< 128) to `out[0..16]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store16_affine(v: __m128i, d: __m256, m: __m256, out: &mut [f32]) {
+    assert!(out.len() >= 16, "callers pass 16-element slices");
+    let a = _mm256_add_ps(_mm256_mul_ps(i8x8_to_ps(v), d), m);
+    let b = _mm256_add_ps(_mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(v, 8)), d), m);
+    // SAFETY: `out` has at least 16 elements (asserted); the stores are unaligned.
+    unsafe {
+        _mm256_storeu_ps(out.as_mut_ptr(), a);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), b);
+    }
+}
+
+/// AVX2 q5_0 dequantization: y = d * (q - 16).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn q5_0(blocks: &[BlockQ5_0], y: &mut [f32]) {
+    let sixteen = _mm_set1_epi8(16);
+    for (b, y) in blocks.iter().zip(y.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_le(b.d));
+        let qh = u32::from_le_bytes(b.qh);
+        // SAFETY: AVX2 checked by the caller; `nibbles` reads the block's 16 qs bytes.
+        let (lo, hi) = unsafe { nibbles(&b.qs) };
+        let lo = _mm_sub_epi8(_mm_or_si128(lo, high_bits16(qh as u16)), sixteen);
+        let hi = _mm_sub_epi8(_mm_or_si128(hi, high_bits16((qh >> 16) as u16)), sixteen);
+        let (lo_out, hi_out) = y.split_at_mut(16);
+        // SAFETY: both halves are 16 elements.
+        unsafe {
+            store16(lo, d, lo_out);
+            store16(hi, d, hi_out);
+        }
+    }
+}
+
+/// AVX2 q5_1 dequantization: y = d * q + m.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn q5_1(blocks: &[BlockQ5_1], y: &mut [f32]) {
+    for (b, y) in blocks.iter().zip(y.chunks_exact_mut(32)) {
+        let d = _mm256_set1_ps(f16_le(b.d));
+        let m = _mm256_set1_ps(f16_le(b.m));
+        let qh = u32::from_le_bytes(b.qh);
+        // SAFETY: AVX2 checked by the caller; `nibbles` reads the block's 16 qs bytes.
+        let (lo, hi) = unsafe { nibbles(&b.qs) };
+        let lo = _mm_or_si128(lo, high_bits16(qh as u16));
+        let hi = _mm_or_si128(hi, high_bits16((qh >> 16) as u16));
+        let (lo_out, hi_out) = y.split_at_mut(16);
+        // SAFETY: both halves are 16 elements.
+        unsafe {
+            store16_affine(lo, d, m, lo_out);
+            store16_affine(hi, d, m, hi_out);
         }
     }
 }

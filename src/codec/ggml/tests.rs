@@ -408,12 +408,18 @@ fn simd_matches_scalar() {
         GgmlType::Q8_0,
         GgmlType::Q4K,
         GgmlType::IQ4NL,
+        GgmlType::IQ4XS,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
     ] {
         let n = 256 * 9;
         let nb = row_bytes(ty, n).expect("block multiple");
         let mut bytes: Vec<u8> = (0..nb).map(|_| r.next_u64() as u8).collect();
         // Make f16 fields finite (random NaN payloads are not part of the contract).
-        let offs: &[usize] = if ty == GgmlType::Q4K { &[0, 2] } else { &[0] };
+        let offs: &[usize] = match ty {
+            GgmlType::Q4K | GgmlType::Q5_1 => &[0, 2],
+            _ => &[0],
+        };
         for blk in bytes.chunks_exact_mut(ty.type_size()) {
             for &o in offs {
                 let v = (r.gauss() * 3.0).clamp(-60000.0, 60000.0);
@@ -434,11 +440,25 @@ fn simd_matches_scalar() {
             // SAFETY: AVX2 checked just above; slices have matching lengths.
             unsafe {
                 match ty {
-                    GgmlType::Q4_0 => simd::q4_0(blocks_ref(ty, &bytes).unwrap(), &mut direct),
-                    GgmlType::Q8_0 => simd::q8_0(blocks_ref(ty, &bytes).unwrap(), &mut direct),
-                    GgmlType::Q4K => simd::q4_k(blocks_ref(ty, &bytes).unwrap(), &mut direct),
-                    GgmlType::IQ4NL => simd::iq4_nl(blocks_ref(ty, &bytes).unwrap(), &mut direct),
-                    _ => simd::iq4_xs(blocks_ref(ty, &bytes).unwrap(), &mut direct),
+                    GgmlType::Q4_0 => {
+                        simd::q4_0(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    GgmlType::Q8_0 => {
+                        simd::q8_0(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    GgmlType::Q4K => {
+                        simd::q4_k(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    GgmlType::IQ4NL => {
+                        simd::iq4_nl(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    GgmlType::Q5_0 => {
+                        simd::q5_0(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    GgmlType::Q5_1 => {
+                        simd::q5_1(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct)
+                    }
+                    _ => simd::iq4_xs(blocks_ref(ty, &bytes).expect("sizes match"), &mut direct),
                 }
             }
             assert!(
