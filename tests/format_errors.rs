@@ -228,6 +228,12 @@ fn bad_magic() {
         t.0[..8].copy_from_slice(&magic);
         assert_err!(t.open(), Error::BadMagic { found } if found == magic);
     }
+    // A corrupt first byte is not a text-mode transfer's damage.
+    for first in [0x88u8, 0x00, 0xff, b'x'] {
+        let mut t = Tpk::new();
+        t.0[0] = first;
+        assert_err!(t.open(), Error::BadMagic { found } if found[0] == first);
+    }
 }
 
 #[test]
