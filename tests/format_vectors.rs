@@ -1121,3 +1121,230 @@ fn writer_is_deterministic_for_every_vector() {
     let b: Vec<Vec<u8>> = all_vectors().into_iter().map(|v| v.bytes).collect();
     assert_eq!(a, b);
 }
+
+// ---------------------------------------------------------------------------------------
+// spec/tpk.md's tables against the code, so the document cannot drift from the format.
+
+fn spec_text() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/tpk.md");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The body rows (cells trimmed, backticks removed) of the `nth` table after `heading`.
+fn spec_table(text: &str, heading: &str, nth: usize) -> Vec<Vec<String>> {
+    let start = text
+        .lines()
+        .position(|l| l.starts_with('#') && l.contains(heading))
+        .unwrap_or_else(|| panic!("heading {heading:?} in spec/tpk.md"));
+    let lines: Vec<&str> = text.lines().skip(start + 1).collect();
+    let mut tables: Vec<Vec<Vec<String>>> = vec![];
+    let mut in_table = false;
+    for l in lines {
+        if l.starts_with('#') {
+            break;
+        }
+        if l.starts_with('|') {
+            if !in_table {
+                tables.push(vec![]);
+                in_table = true;
+            }
+            let cells: Vec<String> = l
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().replace('`', ""))
+                .collect();
+            tables.last_mut().expect("pushed").push(cells);
+        } else {
+            in_table = false;
+        }
+    }
+    let t = tables
+        .get(nth)
+        .unwrap_or_else(|| panic!("table {nth} after {heading:?}"));
+    t[2..].to_vec() // skip header and separator rows
+}
+
+/// (offset, size) of each named field in a record table.
+fn field_map(rows: &[Vec<String>]) -> std::collections::HashMap<String, (usize, usize)> {
+    rows.iter()
+        .filter_map(|r| {
+            let off = r[0].parse().ok()?;
+            let size = r[1].parse().ok()?;
+            Some((r[2].clone(), (off, size)))
+        })
+        .collect()
+}
+
+macro_rules! check_fields {
+    ($text:expr, $heading:expr, $ty:ty, [$($f:ident),*]) => {{
+        use zerocopy::FromZeros;
+        let m = field_map(&spec_table($text, $heading, 0));
+        let z = <$ty>::new_zeroed();
+        $(
+            let got = (std::mem::offset_of!($ty, $f), std::mem::size_of_val(&z.$f));
+            assert_eq!(m.get(stringify!($f)), Some(&got), "{} field {}", $heading, stringify!($f));
+        )*
+        let total: usize = m.values().map(|&(_, s)| s).sum();
+        assert_eq!(total, std::mem::size_of::<$ty>(), "{} sizes add up", $heading);
+    }};
+}
+
+#[test]
+fn spec_record_tables_match_the_layout() {
+    let text = spec_text();
+    check_fields!(
+        &text,
+        "5. Header",
+        layout::Header,
+        [magic, major, minor, flags, header_len, crc]
+    );
+    check_fields!(
+        &text,
+        "11. Trailer",
+        layout::Trailer,
+        [dir_offset, dir_len, dir_crc, major, minor, crc, end_magic]
+    );
+    check_fields!(
+        &text,
+        "8.1 Directory header",
+        layout::DirHeader,
+        [
+            tensor_count,
+            tensor_stride,
+            section_count,
+            section_stride,
+            tensors_off,
+            sections_off,
+            refs_off,
+            refs_count,
+            dims_off,
+            dims_count,
+            params_off,
+            params_len,
+            strings_off,
+            strings_len,
+            metadata_section
+        ]
+    );
+    check_fields!(
+        &text,
+        "8.2 Tensor record",
+        layout::TensorRecord,
+        [
+            name_off,
+            name_len,
+            dims_first,
+            rank,
+            refs_first,
+            refs_count,
+            params_off,
+            params_len,
+            codec,
+            source_dtype
+        ]
+    );
+    check_fields!(
+        &text,
+        "8.3 Section record",
+        layout::SectionRecord,
+        [offset, length, crc, kind, elem]
+    );
+}
+
+#[test]
+fn spec_code_tables_match_the_enums() {
+    let text = spec_text();
+    let codes = |heading: &str, nth: usize| -> Vec<(u32, String)> {
+        spec_table(&text, heading, nth)
+            .into_iter()
+            .filter_map(|r| Some((r[0].parse().ok()?, r[1].clone())))
+            .collect()
+    };
+    let kinds = codes("6.1 Section kinds", 0);
+    let known: Vec<(u32, String)> = (0..=255u8)
+        .map(SectionKind::from_code)
+        .filter(|k| k.is_known())
+        .map(|k| (u32::from(k.code()), k.label().to_string()))
+        .collect();
+    assert_eq!(kinds, known);
+    let elems = codes("6.2 Element types", 0);
+    let known: Vec<(u32, String)> = (0..=255u8)
+        .map(ElemType::from_code)
+        .filter(|e| e.is_known() && e.code() < 17)
+        .map(|e| (u32::from(e.code()), e.label().to_string()))
+        .collect();
+    assert_eq!(elems, known);
+    for b in 1..=8u8 {
+        let e = ElemType::packed(b).expect("1..=8");
+        assert_eq!((e.code(), e.label()), (16 + b, &*format!("packed{b}")));
+        assert_eq!(e.size(), 1);
+    }
+    for (code, name) in &elems {
+        let e = ElemType::from_code(*code as u8);
+        let row = spec_table(&text, "6.2 Element types", 0)
+            .into_iter()
+            .find(|r| &r[1] == name)
+            .expect("row");
+        assert_eq!(row[2], e.size().to_string(), "size of {name}");
+    }
+    let dtypes = codes("7. Source dtypes", 0);
+    let known: Vec<(u32, String)> = (0..=255u8)
+        .map(Dtype::from_code)
+        .filter(|d| d.is_known())
+        .map(|d| (u32::from(d.code()), d.label().to_string()))
+        .collect();
+    assert_eq!(dtypes, known);
+    let codecs = codes("7. Source dtypes", 1);
+    let known: Vec<(u32, String)> = (0..=u16::MAX)
+        .map(CodecId::from_code)
+        .filter(|c| c.is_known())
+        .map(|c| (u32::from(c.code()), c.label().to_string()))
+        .collect();
+    assert_eq!(codecs, known);
+}
+
+#[test]
+fn spec_ggml_table_matches_the_codec() {
+    let text = spec_text();
+    let mut rows: Vec<(u32, u64, u64)> = spec_table(&text, "10.6 ggml", 1)
+        .into_iter()
+        .map(|r| {
+            let n = |i: usize| r[i].parse::<u64>().expect("number");
+            (n(0) as u32, n(2), n(3))
+        })
+        .collect();
+    rows.sort();
+    let supported: Vec<(u32, u64, u64)> = (0..1024u32)
+        .filter_map(|id| staged::ggml_block_layout(id).map(|(b, s)| (id, b, s)))
+        .collect();
+    assert_eq!(rows, supported);
+}
+
+#[test]
+fn spec_stage_record_matches_the_encoder() {
+    let rows = spec_table(&spec_text(), "10.1 Parameter header", 1);
+    let m = field_map(&rows);
+    let p = staged::encode_params(&[Stage::Vq {
+        dim: 3,
+        k: 300,
+        weighted: true,
+    }]);
+    let rec = &p[4..];
+    let at = |f: &str| m.get(f).unwrap_or_else(|| panic!("field {f}")).0;
+    assert_eq!(rec[at("kind")], 2);
+    assert_eq!(rec[at("flags")], 0b10);
+    assert_eq!(&rec[at("p1")..at("p1") + 4], &3u32.to_le_bytes());
+    assert_eq!(&rec[at("p2")..at("p2") + 4], &300u32.to_le_bytes());
+    let p = staged::encode_params(&[Stage::Int {
+        bits: 5,
+        group: 64,
+        symmetric: true,
+        refine: false,
+    }]);
+    let rec = &p[4..];
+    assert_eq!((rec[at("kind")], rec[at("a")], rec[at("flags")]), (1, 5, 1));
+    assert_eq!(&rec[at("p1")..at("p1") + 4], &64u32.to_le_bytes());
+    assert_eq!(&rec[at("p3")..at("p3") + 4], &[0; 4]);
+    let sizes: usize = m.values().map(|&(_, s)| s).sum();
+    assert_eq!(sizes, staged::STAGE_RECORD);
+}
