@@ -1348,3 +1348,40 @@ fn spec_stage_record_matches_the_encoder() {
     let sizes: usize = m.values().map(|&(_, s)| s).sum();
     assert_eq!(sizes, staged::STAGE_RECORD);
 }
+
+#[test]
+fn spec_limits_table_matches_limits_rs() {
+    use tenpak::format::limits::*;
+    let rows = spec_table(&spec_text(), "13. Limits", 0);
+    let value = |name: &str| -> u64 {
+        let r = rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("limit {name:?} in the spec"));
+        let v = &r[1];
+        match v.find("2^") {
+            Some(i) => {
+                let exp: String = v[i + 2..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                1u64 << exp.parse::<u32>().expect("exponent")
+            }
+            None => {
+                let n: String = v.chars().take_while(char::is_ascii_digit).collect();
+                n.parse().expect("number")
+            }
+        }
+    };
+    assert_eq!(value("directory size"), MAX_DIRECTORY);
+    assert_eq!(value("metadata size"), MAX_METADATA);
+    assert_eq!(value("tensors"), MAX_TENSORS);
+    assert_eq!(value("sections"), MAX_SECTIONS);
+    assert_eq!(value("sections per tensor"), MAX_SECTIONS_PER_TENSOR);
+    assert_eq!(value("name length"), MAX_NAME_LEN);
+    assert_eq!(value("rank"), MAX_RANK);
+    assert_eq!(value("elements per tensor"), MAX_ELEMENTS);
+    assert_eq!(value("codec parameters"), MAX_PARAMS_LEN);
+    assert_eq!(value("staged stages"), staged::MAX_STAGES as u64);
+    assert_eq!(rows.len(), 10, "every limit is checked here");
+}
