@@ -992,6 +992,26 @@ fn document(v: &Vector) -> String {
             s.push_str(&format!("  - decoded f32 values (row-major): {vals:?}\n"));
         }
     }
+    let acct = spec_accounting(&v.bytes);
+    if !acct.is_empty() {
+        s.push_str("\n## Accounting (spec section 15)\n\n");
+        s.push_str("| tensor | elements | bytes | bits per weight |\n|---|---:|---:|---:|\n");
+        for (name, n, bytes) in &acct {
+            let bpw = if *n == 0 {
+                0.0
+            } else {
+                bytes * 8.0 / *n as f64
+            };
+            s.push_str(&format!("| `{name}` | {n} | {bytes:.3} | {bpw:.3} |\n"));
+        }
+        let total: u64 = acct.iter().map(|a| a.1).sum();
+        s.push_str(&format!(
+            "\nFile: {} bytes, {} elements, {:.3} bits per weight.\n",
+            v.bytes.len(),
+            total,
+            v.bytes.len() as f64 * 8.0 / total as f64
+        ));
+    }
     s.push_str("\n## Annotated bytes\n\n");
     s.push_str(&annotate(&v.bytes));
     s
@@ -1384,4 +1404,66 @@ fn spec_limits_table_matches_limits_rs() {
     assert_eq!(value("codec parameters"), MAX_PARAMS_LEN);
     assert_eq!(value("staged stages"), staged::MAX_STAGES as u64);
     assert_eq!(rows.len(), 10, "every limit is checked here");
+}
+
+/// Section 15 of the spec, implemented from its text: (name, elements, attributed bytes).
+fn spec_accounting(bytes: &[u8]) -> Vec<(String, u64, f64)> {
+    let f = TpkFile::from_bytes(bytes, Default::default()).expect("vector opens");
+    let secs: Vec<(u64, u64)> = f
+        .sections()
+        .map(|s| (s.info().offset, s.info().len))
+        .collect();
+    let dir = f.directory_extent().0;
+    let footprint = |i: usize| secs.get(i + 1).map_or(dir, |s| s.0) - secs[i].0;
+    let w = |t: &TensorView<'_>| t.n_elements().max(1) as f64;
+    let mut users = vec![0f64; secs.len()];
+    for t in f.tensors() {
+        for &s in t.section_indices() {
+            users[s as usize] += w(&t);
+        }
+    }
+    let mut out: Vec<(String, u64, f64)> = f
+        .tensors()
+        .map(|t| {
+            let mut b = 0f64;
+            for &s in t.section_indices() {
+                b += (footprint(s as usize) + 32) as f64 * w(&t) / users[s as usize];
+            }
+            b += (64
+                + t.name().len()
+                + 8 * t.shape().len()
+                + 4 * t.section_indices().len()
+                + t.params().len()) as f64;
+            (t.name().to_string(), t.n_elements(), b)
+        })
+        .collect();
+    let attributed: f64 = out.iter().map(|o| o.2).sum();
+    let overhead = (bytes.len() as f64 - attributed).max(0.0);
+    let total_w: f64 = out.iter().map(|o| o.1.max(1) as f64).sum();
+    for o in &mut out {
+        o.2 += overhead * o.1.max(1) as f64 / total_w;
+    }
+    out
+}
+
+#[test]
+fn accounting_adds_up_to_the_file_size() {
+    for v in all_vectors() {
+        let acct = spec_accounting(&v.bytes);
+        if acct.is_empty() {
+            continue;
+        }
+        let sum: f64 = acct.iter().map(|a| a.2).sum();
+        assert!(
+            (sum - v.bytes.len() as f64).abs() < 1e-6,
+            "{}: {sum}",
+            v.name
+        );
+    }
+    // The shared codebook (64-byte footprint + 32-byte record) splits 8 : 3 between a and b.
+    let acct = spec_accounting(&v_vq_shared().bytes);
+    let own = |name_len: usize, rank: usize| (64 + name_len + 8 * rank + 4 * 2 + 20) as f64;
+    let overhead = 690.0 - (96.0 * 3.0 + own(1, 2) + own(1, 1));
+    let a = 96.0 * 8.0 / 11.0 + 96.0 + own(1, 2) + overhead * 8.0 / 11.0;
+    assert!((acct[0].2 - a).abs() < 1e-9, "{} vs {a}", acct[0].2);
 }
