@@ -826,8 +826,12 @@ fn check_magic(m: &[u8; 8]) -> Result<()> {
     if *m == MAGIC {
         return Ok(());
     }
-    // The signature survives up to "TPK"; damage after it is what newline conversion does.
-    if m[1..4] == *b"TPK" || m[..3] == *b"TPK" {
+    // A transfer that rewrites bytes keeps "TPK" but damages what surrounds it: newline
+    // conversion rewrites the CR/LF bytes after it, a 7-bit channel clears the high bit of
+    // 0x89, a byte-dropping one loses it. Any other first byte is plain corruption, or
+    // another format, not a transfer's damage.
+    let first_byte_ok = m[0] == MAGIC[0] || m[0] == MAGIC[0] & 0x7f;
+    if (m[1..4] == *b"TPK" && first_byte_ok) || m[..3] == *b"TPK" {
         return Err(Error::TextModeMangled);
     }
     Err(Error::BadMagic { found: *m })
