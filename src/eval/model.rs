@@ -230,11 +230,18 @@ impl LlamaModel {
     /// Runs the model on one fresh context and returns the logits at every position, row-major
     /// `[tokens.len()][vocab]`, because perplexity needs many positions from one pass.
     pub fn forward_all(&self, tokens: &[u32]) -> Result<Vec<f32>, EvalError> {
+        self.forward_from(tokens, 0)
+    }
+
+    /// Like [`Self::forward_all`] but returns only the logits of positions `first..tokens.len()`,
+    /// row-major `[tokens.len() - first][vocab]`: perplexity scores only the second half of a
+    /// window, and the LM head is a fifth of the model's work.
+    pub fn forward_from(&self, tokens: &[u32], first: usize) -> Result<Vec<f32>, EvalError> {
         let c = &self.cfg;
         let t = tokens.len();
-        if t == 0 || t > MAX_SEQ {
+        if t == 0 || t > MAX_SEQ || first >= t {
             return Err(EvalError::Params(format!(
-                "forward pass needs 1..={MAX_SEQ} tokens, got {t}"
+                "forward pass needs 1..={MAX_SEQ} tokens and a first logits position inside them, got {t} tokens, first {first}"
             )));
         }
         if let Some(w) = c.sliding_window {
@@ -304,6 +311,7 @@ impl LlamaModel {
             let down = Self::linear(&act, &layer.down, layer.down_bias.as_ref())?;
             x = (x + down)?;
         }
+        let x = x.narrow(0, first, t - first)?;
         let xn = candle_nn::ops::rms_norm(&x, &self.final_norm, eps)?;
         let logits = xn.matmul(&self.lm_head.t()?)?;
         debug_assert_eq!(logits.dtype(), DType::F32);

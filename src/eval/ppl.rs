@@ -90,16 +90,18 @@ pub fn perplexity(
             window[0] = bos;
         }
         let t0 = Instant::now();
-        let logits = model.forward_all(&window)?;
+        let logits = model.forward_from(&window, first)?;
         model_secs += t0.elapsed().as_secs_f64();
-        let base_logits = baseline.map(|b| b.forward_all(&window)).transpose()?;
+        let base_logits = baseline.map(|b| b.forward_from(&window, first)).transpose()?;
         // Positions are scored in parallel but collected in order: the result does not depend
         // on the thread count.
         let window_scores: Vec<_> = (first..ctx - 1)
             .into_par_iter()
             .map(|pos| {
-                let m = &logits[pos * vocab..(pos + 1) * vocab];
-                let b = base_logits.as_deref().map(|b| &b[pos * vocab..(pos + 1) * vocab]);
+                // Row r of the returned logits is position first + r.
+                let r = pos - first;
+                let m = &logits[r * vocab..(r + 1) * vocab];
+                let b = base_logits.as_deref().map(|b| &b[r * vocab..(r + 1) * vocab]);
                 score_position(m, b, window[pos + 1])
             })
             .collect::<Result<_, _>>()?;
