@@ -74,7 +74,12 @@ fn build(s: &Shape, seed: u64) -> (LlamaConfig, Weights) {
     };
     let (h, qd, kvd, f) = (s.hidden, s.heads * s.head_dim, s.kv * s.head_dim, s.ffn);
     let lin = |r: &mut SplitMix64, o: usize, i: usize| r.vec(o * i, (3.0 / i as f32).sqrt(), 0.0);
-    put(&mut w, "model.embed_tokens.weight".into(), vec![s.vocab, h], r.vec(s.vocab * h, 1.0, 0.0));
+    put(
+        &mut w,
+        "model.embed_tokens.weight".into(),
+        vec![s.vocab, h],
+        r.vec(s.vocab * h, 1.0, 0.0),
+    );
     for l in 0..s.layers {
         let p = format!("model.layers.{l}.");
         for (n, o, i) in [
@@ -98,9 +103,19 @@ fn build(s: &Shape, seed: u64) -> (LlamaConfig, Weights) {
             put(&mut w, format!("{p}{n}"), vec![h], d);
         }
     }
-    put(&mut w, "model.norm.weight".into(), vec![h], r.vec(h, 0.2, 1.0));
+    put(
+        &mut w,
+        "model.norm.weight".into(),
+        vec![h],
+        r.vec(h, 0.2, 1.0),
+    );
     if !s.tied {
-        put(&mut w, "lm_head.weight".into(), vec![s.vocab, h], r.vec(s.vocab * h, 1.0, 0.0));
+        put(
+            &mut w,
+            "lm_head.weight".into(),
+            vec![s.vocab, h],
+            r.vec(s.vocab * h, 1.0, 0.0),
+        );
     }
     (LlamaConfig::from_json(&config_json(s)).unwrap(), w)
 }
@@ -124,14 +139,20 @@ fn numpy_logits(s: &Shape, w: &Weights, toks: &[u32]) -> Option<Vec<f32>> {
     std::fs::write(dir.path().join("manifest.json"), man.to_string()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ref_forward.py");
     let required = std::env::var("TENPAK_REQUIRE_PY").is_ok_and(|v| v == "1");
-    let out = Command::new("python3").arg(&script).arg(dir.path()).output();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path())
+        .output();
     let ok = matches!(&out, Ok(o) if o.status.success());
     if !ok {
         let why = match &out {
             Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
             Err(e) => e.to_string(),
         };
-        assert!(!required, "TENPAK_REQUIRE_PY=1 but the numpy reference failed: {why}");
+        assert!(
+            !required,
+            "TENPAK_REQUIRE_PY=1 but the numpy reference failed: {why}"
+        );
         println!("SKIP: numpy reference unavailable ({why})");
         return None;
     }
@@ -146,19 +167,36 @@ fn numpy_logits(s: &Shape, w: &Weights, toks: &[u32]) -> Option<Vec<f32>> {
 
 #[test]
 fn forward_matches_numpy_reference() {
-    let qwen = Shape { arch: "Qwen2ForCausalLM", tied: true, qkv_bias: true, ..TINY };
+    let qwen = Shape {
+        arch: "Qwen2ForCausalLM",
+        tied: true,
+        qkv_bias: true,
+        ..TINY
+    };
     for (i, s) in [TINY, qwen].iter().enumerate() {
         let (cfg, w) = build(s, 7 + i as u64);
         let model = LlamaModel::load(&cfg, &w).unwrap();
         let toks = tokens(40, s.vocab, 99 + i as u64);
         let ours = model.forward_all(&toks).unwrap();
         assert_eq!(ours.len(), toks.len() * s.vocab);
-        let Some(reference) = numpy_logits(s, &w, &toks) else { return };
+        let Some(reference) = numpy_logits(s, &w, &toks) else {
+            return;
+        };
         assert_eq!(reference.len(), ours.len());
-        let max_diff = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let max_diff = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         let max_abs = reference.iter().map(|x| x.abs()).fold(0f32, f32::max);
-        println!("{}: max |logit| {max_abs:.3}, max abs diff {max_diff:.2e}", s.arch);
-        assert!(max_abs > 1.0, "logits too small to be a meaningful comparison");
+        println!(
+            "{}: max |logit| {max_abs:.3}, max abs diff {max_diff:.2e}",
+            s.arch
+        );
+        assert!(
+            max_abs > 1.0,
+            "logits too small to be a meaningful comparison"
+        );
         assert!(max_diff < 1e-4, "{}: max abs diff {max_diff}", s.arch);
     }
 }
@@ -168,7 +206,11 @@ fn model_against_itself_has_zero_kld() {
     let (cfg, w) = build(&TINY, 3);
     let model = LlamaModel::load(&cfg, &w).unwrap();
     let toks = tokens(16 * 3 + 5, TINY.vocab, 4);
-    let pc = PplConfig { ctx: 16, chunks: None, bos: None };
+    let pc = PplConfig {
+        ctx: 16,
+        chunks: None,
+        bos: None,
+    };
     let r = perplexity(&model, &toks, &pc, Some(&model), &mut |_, _| {}).unwrap();
     let s = &r.stats;
     assert_eq!(s.n_tokens_scored, 3 * 7);
@@ -192,9 +234,16 @@ fn windows_and_scoring_follow_llama_perplexity() {
     let ctx = 12;
     let toks = tokens(ctx * 4 + 3, TINY.vocab, 5);
     for bos in [None, Some(1u32)] {
-        let pc = PplConfig { ctx, chunks: Some(3), bos };
+        let pc = PplConfig {
+            ctx,
+            chunks: Some(3),
+            bos,
+        };
         let mut calls = Vec::new();
-        let r = perplexity(&model, &toks, &pc, Some(&other), &mut |d, n| calls.push((d, n))).unwrap();
+        let r = perplexity(&model, &toks, &pc, Some(&other), &mut |d, n| {
+            calls.push((d, n))
+        })
+        .unwrap();
         assert_eq!(calls, vec![(1, 3), (2, 3), (3, 3)]);
         let mut manual = Scores::default();
         for i in 0..3 {
@@ -231,8 +280,28 @@ fn windows_and_scoring_follow_llama_perplexity() {
         assert!(r.stats.kld_mean.unwrap() > 0.0);
     }
     // BOS replacement changes the context, so the result changes.
-    let a = perplexity(&model, &toks, &PplConfig { ctx, chunks: None, bos: None }, None, &mut |_, _| {});
-    let b = perplexity(&model, &toks, &PplConfig { ctx, chunks: None, bos: Some(1) }, None, &mut |_, _| {});
+    let a = perplexity(
+        &model,
+        &toks,
+        &PplConfig {
+            ctx,
+            chunks: None,
+            bos: None,
+        },
+        None,
+        &mut |_, _| {},
+    );
+    let b = perplexity(
+        &model,
+        &toks,
+        &PplConfig {
+            ctx,
+            chunks: None,
+            bos: Some(1),
+        },
+        None,
+        &mut |_, _| {},
+    );
     assert_ne!(a.unwrap().stats.ppl, b.unwrap().stats.ppl);
 }
 
@@ -244,9 +313,16 @@ fn forward_from_returns_the_tail_rows() {
     let all = model.forward_all(&toks).unwrap();
     let tail = model.forward_from(&toks, 17).unwrap();
     assert_eq!(tail.len(), 13 * TINY.vocab);
-    let d = all[17 * TINY.vocab..].iter().zip(&tail).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let d = all[17 * TINY.vocab..]
+        .iter()
+        .zip(&tail)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(d < 1e-5, "max diff {d}");
-    assert!(matches!(model.forward_from(&toks, 30), Err(EvalError::Params(_))));
+    assert!(matches!(
+        model.forward_from(&toks, 30),
+        Err(EvalError::Params(_))
+    ));
 }
 
 #[test]
@@ -254,19 +330,56 @@ fn bad_parameters_are_errors() {
     let (cfg, w) = build(&TINY, 1);
     let model = LlamaModel::load(&cfg, &w).unwrap();
     let toks = tokens(20, TINY.vocab, 2);
-    let run = |ctx, bos| perplexity(&model, &toks, &PplConfig { ctx, chunks: None, bos }, None, &mut |_, _| {});
-    assert!(matches!(run(32, None), Err(EvalError::TooFewTokens { have: 20, need: 32 })));
+    let run = |ctx, bos| {
+        perplexity(
+            &model,
+            &toks,
+            &PplConfig {
+                ctx,
+                chunks: None,
+                bos,
+            },
+            None,
+            &mut |_, _| {},
+        )
+    };
+    assert!(matches!(
+        run(32, None),
+        Err(EvalError::TooFewTokens { have: 20, need: 32 })
+    ));
     assert!(matches!(run(3, None), Err(EvalError::Params(_))));
-    assert!(matches!(run(8, Some(288)), Err(EvalError::TokenOutOfRange { token: 288, .. })));
+    assert!(matches!(
+        run(8, Some(288)),
+        Err(EvalError::TokenOutOfRange { token: 288, .. })
+    ));
     assert!(matches!(
         model.forward_all(&[1, 288]),
-        Err(EvalError::TokenOutOfRange { token: 288, vocab: 288 })
+        Err(EvalError::TokenOutOfRange {
+            token: 288,
+            vocab: 288
+        })
     ));
     let small = Shape { vocab: 100, ..TINY };
     let (c2, w2) = build(&small, 1);
     let m2 = LlamaModel::load(&c2, &w2).unwrap();
-    let r = perplexity(&model, &toks, &PplConfig { ctx: 8, chunks: None, bos: None }, Some(&m2), &mut |_, _| {});
-    assert!(matches!(r, Err(EvalError::VocabMismatch { model: 288, base: 100 })));
+    let r = perplexity(
+        &model,
+        &toks,
+        &PplConfig {
+            ctx: 8,
+            chunks: None,
+            bos: None,
+        },
+        Some(&m2),
+        &mut |_, _| {},
+    );
+    assert!(matches!(
+        r,
+        Err(EvalError::VocabMismatch {
+            model: 288,
+            base: 100
+        })
+    ));
 }
 
 #[test]
@@ -280,22 +393,43 @@ fn weights_are_validated_against_the_config() {
     ));
     let mut no_head = w.clone();
     no_head.remove("lm_head.weight");
-    assert!(matches!(LlamaModel::load(&cfg, &no_head), Err(EvalError::MissingTensor { .. })));
+    assert!(matches!(
+        LlamaModel::load(&cfg, &no_head),
+        Err(EvalError::MissingTensor { .. })
+    ));
     let mut wrong = w.clone();
-    wrong.insert("model.layers.0.self_attn.k_proj.weight".into(), (vec![80, 40], vec![0.0; 3200]));
+    wrong.insert(
+        "model.layers.0.self_attn.k_proj.weight".into(),
+        (vec![80, 40], vec![0.0; 3200]),
+    );
     assert!(matches!(
         LlamaModel::load(&cfg, &wrong),
         Err(EvalError::TensorShape { expected, got, .. }) if expected == vec![40, 80] && got == vec![80, 40]
     ));
     let mut short = w.clone();
     short.insert("model.norm.weight".into(), (vec![80], vec![1.0; 79]));
-    assert!(matches!(LlamaModel::load(&cfg, &short), Err(EvalError::TensorLength { len: 79, .. })));
+    assert!(matches!(
+        LlamaModel::load(&cfg, &short),
+        Err(EvalError::TensorLength { len: 79, .. })
+    ));
     let mut overflow = w.clone();
-    overflow.insert("model.norm.weight".into(), (vec![usize::MAX, 2], vec![1.0; 80]));
-    assert!(matches!(LlamaModel::load(&cfg, &overflow), Err(EvalError::TensorLength { .. })));
+    overflow.insert(
+        "model.norm.weight".into(),
+        (vec![usize::MAX, 2], vec![1.0; 80]),
+    );
+    assert!(matches!(
+        LlamaModel::load(&cfg, &overflow),
+        Err(EvalError::TensorLength { .. })
+    ));
     let mut bad_bias = w;
-    bad_bias.insert("model.layers.0.self_attn.q_proj.bias".into(), (vec![81], vec![0.0; 81]));
-    assert!(matches!(LlamaModel::load(&cfg, &bad_bias), Err(EvalError::TensorShape { .. })));
+    bad_bias.insert(
+        "model.layers.0.self_attn.q_proj.bias".into(),
+        (vec![81], vec![0.0; 81]),
+    );
+    assert!(matches!(
+        LlamaModel::load(&cfg, &bad_bias),
+        Err(EvalError::TensorShape { .. })
+    ));
 }
 
 /// Throughput on a random model of SmolLM2-135M's exact shape (not a test of correctness):
@@ -319,7 +453,11 @@ fn smollm2_shape_throughput() {
     drop(w);
     let toks = tokens(512 * 3, s.vocab, 2);
     let _ = model.forward_all(&toks[..512]).unwrap(); // warm-up
-    let pc = PplConfig { ctx: 512, chunks: Some(2), bos: None };
+    let pc = PplConfig {
+        ctx: 512,
+        chunks: Some(2),
+        bos: None,
+    };
     let r = perplexity(&model, &toks[512..], &pc, None, &mut |_, _| {}).unwrap();
     println!(
         "SmolLM2-135M shape, ctx 512, {} windows: {:.1} tokens/s (forward), {:.2} s total, rayon threads {}",

@@ -56,7 +56,10 @@ fn byte_level_bpe_with_single_digits() {
     let tok = tokenizer_from_json(&tokenizer_json(Value::Null)).unwrap();
     // "hello" merges fully; " world" becomes Ġworld; the space before the digits stays alone;
     // digits are split one by one, so the "1 2" merge never applies.
-    assert_eq!(tok.tokenize("hello world 1234!").unwrap(), vec![17, 22, 8, 9, 10, 11, 12, 13]);
+    assert_eq!(
+        tok.tokenize("hello world 1234!").unwrap(),
+        vec![17, 22, 8, 9, 10, 11, 12, 13]
+    );
     // No special tokens are added, even with a BOS template in the post-processor.
     let tok = tokenizer_from_json(&tokenizer_json(bos_template())).unwrap();
     assert_eq!(tok.tokenize("hello").unwrap(), vec![17]);
@@ -65,7 +68,10 @@ fn byte_level_bpe_with_single_digits() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("tokenizer.json");
     std::fs::write(&p, tokenizer_json(Value::Null)).unwrap();
-    assert_eq!(load_tokenizer(&p).unwrap().tokenize("hello").unwrap(), vec![17]);
+    assert_eq!(
+        load_tokenizer(&p).unwrap().tokenize("hello").unwrap(),
+        vec![17]
+    );
 }
 
 #[test]
@@ -73,25 +79,56 @@ fn bos_decision() {
     let plain = tokenizer_from_json(&tokenizer_json(Value::Null)).unwrap();
     let templ = tokenizer_from_json(&tokenizer_json(bos_template())).unwrap();
     // SmolLM2 case: no BOS in the post-processor, add_bos_token false (or absent).
-    assert_eq!(plain.bos_for_eval(Some(&json!({"add_bos_token": false})), &model_cfg(Some(0))).unwrap(), None);
+    assert_eq!(
+        plain
+            .bos_for_eval(Some(&json!({"add_bos_token": false})), &model_cfg(Some(0)))
+            .unwrap(),
+        None
+    );
     assert_eq!(plain.bos_for_eval(None, &model_cfg(Some(0))).unwrap(), None);
     // The post-processor prepends <s>: BOS = 24, unless tokenizer_config says otherwise.
-    assert_eq!(templ.bos_for_eval(None, &model_cfg(None)).unwrap(), Some(24));
-    assert_eq!(templ.bos_for_eval(Some(&json!({"add_bos_token": false})), &model_cfg(None)).unwrap(), None);
+    assert_eq!(
+        templ.bos_for_eval(None, &model_cfg(None)).unwrap(),
+        Some(24)
+    );
+    assert_eq!(
+        templ
+            .bos_for_eval(Some(&json!({"add_bos_token": false})), &model_cfg(None))
+            .unwrap(),
+        None
+    );
     // Explicit add_bos_token with a named BOS (string or AddedToken object form).
     let tc = json!({"add_bos_token": true, "bos_token": "<s>"});
-    assert_eq!(plain.bos_for_eval(Some(&tc), &model_cfg(Some(0))).unwrap(), Some(24));
+    assert_eq!(
+        plain.bos_for_eval(Some(&tc), &model_cfg(Some(0))).unwrap(),
+        Some(24)
+    );
     let tc = json!({"add_bos_token": true, "bos_token": {"content": "<|endoftext|>"}});
-    assert_eq!(plain.bos_for_eval(Some(&tc), &model_cfg(None)).unwrap(), Some(0));
+    assert_eq!(
+        plain.bos_for_eval(Some(&tc), &model_cfg(None)).unwrap(),
+        Some(0)
+    );
     // Falls back to the model config's bos_token_id, and errors if nothing names a BOS.
     let tc = json!({"add_bos_token": true});
-    assert_eq!(plain.bos_for_eval(Some(&tc), &model_cfg(Some(3))).unwrap(), Some(3));
-    assert!(matches!(plain.bos_for_eval(Some(&tc), &model_cfg(None)), Err(EvalError::Tokenizer(_))));
+    assert_eq!(
+        plain.bos_for_eval(Some(&tc), &model_cfg(Some(3))).unwrap(),
+        Some(3)
+    );
+    assert!(matches!(
+        plain.bos_for_eval(Some(&tc), &model_cfg(None)),
+        Err(EvalError::Tokenizer(_))
+    ));
 }
 
 #[test]
 fn bad_tokenizer_files_are_errors() {
-    assert!(matches!(tokenizer_from_json(b"{not json"), Err(EvalError::Tokenizer(_))));
+    assert!(matches!(
+        tokenizer_from_json(b"{not json"),
+        Err(EvalError::Tokenizer(_))
+    ));
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(load_tokenizer(&dir.path().join("absent.json")), Err(EvalError::Io(_))));
+    assert!(matches!(
+        load_tokenizer(&dir.path().join("absent.json")),
+        Err(EvalError::Io(_))
+    ));
 }

@@ -106,7 +106,9 @@ fn opt_usize(
     name: &'static str,
     max: usize,
 ) -> Result<Option<usize>, ConfigError> {
-    field(obj, name).map(|v| parse_usize(v, name, max)).transpose()
+    field(obj, name)
+        .map(|v| parse_usize(v, name, max))
+        .transpose()
 }
 
 fn parse_usize(v: &Value, name: &'static str, max: usize) -> Result<usize, ConfigError> {
@@ -143,7 +145,10 @@ fn parse_pos_f64(v: &Value, name: &'static str) -> Result<f64, ConfigError> {
     Ok(x)
 }
 
-fn opt_bool(obj: &serde_json::Map<String, Value>, name: &'static str) -> Result<Option<bool>, ConfigError> {
+fn opt_bool(
+    obj: &serde_json::Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<bool>, ConfigError> {
     field(obj, name)
         .map(|v| {
             v.as_bool().ok_or(ConfigError::WrongType {
@@ -226,7 +231,10 @@ impl LlamaConfig {
             )));
         }
         // Attention width must be representable (bounded by MAX_COUNT * MAX_DIM < 2^31).
-        if num_attention_heads.checked_mul(head_dim).is_none_or(|w| w > MAX_DIM * 16) {
+        if num_attention_heads
+            .checked_mul(head_dim)
+            .is_none_or(|w| w > MAX_DIM * 16)
+        {
             return Err(ConfigError::Inconsistent(
                 "num_attention_heads * head_dim too large".into(),
             ));
@@ -312,26 +320,41 @@ mod tests {
 
     #[test]
     fn not_an_object() {
-        assert_eq!(LlamaConfig::from_json(&json!([1])), Err(ConfigError::NotAnObject));
+        assert_eq!(
+            LlamaConfig::from_json(&json!([1])),
+            Err(ConfigError::NotAnObject)
+        );
     }
 
     #[test]
     fn missing_field() {
         let mut d = base();
         d.as_object_mut().unwrap().remove("vocab_size");
-        assert_eq!(LlamaConfig::from_json(&d), Err(ConfigError::Missing("vocab_size")));
-        assert_eq!(with("hidden_size", Value::Null), Err(ConfigError::Missing("hidden_size")));
+        assert_eq!(
+            LlamaConfig::from_json(&d),
+            Err(ConfigError::Missing("vocab_size"))
+        );
+        assert_eq!(
+            with("hidden_size", Value::Null),
+            Err(ConfigError::Missing("hidden_size"))
+        );
     }
 
     #[test]
     fn wrong_type() {
         assert!(matches!(
             with("hidden_size", json!("576")),
-            Err(ConfigError::WrongType { field: "hidden_size", .. })
+            Err(ConfigError::WrongType {
+                field: "hidden_size",
+                ..
+            })
         ));
         assert!(matches!(
             with("tie_word_embeddings", json!(1)),
-            Err(ConfigError::WrongType { field: "tie_word_embeddings", .. })
+            Err(ConfigError::WrongType {
+                field: "tie_word_embeddings",
+                ..
+            })
         ));
     }
 
@@ -339,30 +362,50 @@ mod tests {
     fn out_of_range() {
         assert!(matches!(
             with("num_hidden_layers", json!(0)),
-            Err(ConfigError::OutOfRange { field: "num_hidden_layers", .. })
+            Err(ConfigError::OutOfRange {
+                field: "num_hidden_layers",
+                ..
+            })
         ));
         assert!(matches!(
             with("vocab_size", json!(1u64 << 40)),
-            Err(ConfigError::OutOfRange { field: "vocab_size", .. })
+            Err(ConfigError::OutOfRange {
+                field: "vocab_size",
+                ..
+            })
         ));
         assert!(matches!(
             with("rms_norm_eps", json!(-1.0)),
-            Err(ConfigError::OutOfRange { field: "rms_norm_eps", .. })
+            Err(ConfigError::OutOfRange {
+                field: "rms_norm_eps",
+                ..
+            })
         ));
     }
 
     #[test]
     fn inconsistent() {
-        assert!(matches!(with("num_key_value_heads", json!(4)), Err(ConfigError::Inconsistent(_))));
-        assert!(matches!(with("head_dim", json!(63)), Err(ConfigError::Inconsistent(_))));
-        assert!(matches!(with("hidden_size", json!(577)), Err(ConfigError::Inconsistent(_))));
+        assert!(matches!(
+            with("num_key_value_heads", json!(4)),
+            Err(ConfigError::Inconsistent(_))
+        ));
+        assert!(matches!(
+            with("head_dim", json!(63)),
+            Err(ConfigError::Inconsistent(_))
+        ));
+        assert!(matches!(
+            with("hidden_size", json!(577)),
+            Err(ConfigError::Inconsistent(_))
+        ));
     }
 
     #[test]
     fn unsupported_architecture() {
         assert_eq!(
             with("architectures", json!(["GPT2LMHeadModel"])),
-            Err(ConfigError::UnsupportedArchitecture("GPT2LMHeadModel".into()))
+            Err(ConfigError::UnsupportedArchitecture(
+                "GPT2LMHeadModel".into()
+            ))
         );
         assert!(matches!(
             with("architectures", json!([])),
@@ -374,11 +417,17 @@ mod tests {
     fn unsupported_feature() {
         assert!(matches!(
             with("rope_scaling", json!({"type": "llama3", "factor": 8.0})),
-            Err(ConfigError::UnsupportedFeature { field: "rope_scaling", .. })
+            Err(ConfigError::UnsupportedFeature {
+                field: "rope_scaling",
+                ..
+            })
         ));
         assert!(matches!(
             with("hidden_act", json!("gelu")),
-            Err(ConfigError::UnsupportedFeature { field: "hidden_act", .. })
+            Err(ConfigError::UnsupportedFeature {
+                field: "hidden_act",
+                ..
+            })
         ));
     }
 
@@ -390,6 +439,9 @@ mod tests {
         d["use_sliding_window"] = json!(false);
         assert_eq!(LlamaConfig::from_json(&d).unwrap().sliding_window, None);
         d["architectures"] = json!(["MistralForCausalLM"]);
-        assert_eq!(LlamaConfig::from_json(&d).unwrap().sliding_window, Some(4096));
+        assert_eq!(
+            LlamaConfig::from_json(&d).unwrap().sliding_window,
+            Some(4096)
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod score;
 pub mod tokenizer;
 
 pub use config::{ConfigError, LlamaConfig};
-pub use model::{LlamaModel, WeightSource};
+pub use model::{LlamaModel, TensorF32, WeightSource};
 pub use ppl::{perplexity, EvalReport, PplConfig};
 pub use score::{score_position, PositionScore, ScoreSummary, Scores};
 pub use tokenizer::{load_tokenizer, tokenizer_from_json, EvalTokenizer};

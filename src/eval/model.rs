@@ -7,18 +7,21 @@ use candle_core::{DType, Device, Tensor};
 
 use super::{EvalError, LlamaConfig};
 
+/// One tensor as a weight source hands it over: (row-major shape, f32 values).
+pub type TensorF32 = (Vec<usize>, Vec<f32>);
+
 /// Where weights come from, so the same engine evaluates a `.tpk` file (dequantized on demand),
 /// a safetensors folder or an in-memory fixture.
 pub trait WeightSource {
     /// Returns the Hugging Face tensor `name` as (row-major shape, f32 values), or `Ok(None)` if
     /// the source has no such tensor (e.g. `lm_head.weight` with tied embeddings).
-    fn tensor_f32(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, EvalError>;
+    fn tensor_f32(&self, name: &str) -> Result<Option<TensorF32>, EvalError>;
 }
 
 /// In-memory weights keyed by Hugging Face name: handy for tests and for callers that already
 /// decoded everything.
-impl WeightSource for HashMap<String, (Vec<usize>, Vec<f32>)> {
-    fn tensor_f32(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, EvalError> {
+impl WeightSource for HashMap<String, TensorF32> {
+    fn tensor_f32(&self, name: &str) -> Result<Option<TensorF32>, EvalError> {
         Ok(self.get(name).cloned())
     }
 }
@@ -96,7 +99,10 @@ fn stack_rows(parts: Vec<Vec<f32>>, cols: usize, dev: &Device) -> Result<Tensor,
 }
 
 /// Stacks optional biases of the given lengths; absent ones become zeros, all absent gives `None`.
-fn stack_bias(parts: Vec<(Option<Vec<f32>>, usize)>, dev: &Device) -> Result<Option<Tensor>, EvalError> {
+fn stack_bias(
+    parts: Vec<(Option<Vec<f32>>, usize)>,
+    dev: &Device,
+) -> Result<Option<Tensor>, EvalError> {
     if parts.iter().all(|(p, _)| p.is_none()) {
         return Ok(None);
     }
@@ -126,7 +132,11 @@ impl LlamaModel {
         for l in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{l}.");
             let vec1 = |name: &str, n: usize| -> Result<Tensor, EvalError> {
-                Ok(Tensor::from_vec(required(src, &format!("{p}{name}"), &[n])?, n, &dev)?)
+                Ok(Tensor::from_vec(
+                    required(src, &format!("{p}{name}"), &[n])?,
+                    n,
+                    &dev,
+                )?)
             };
             let mat = |name: &str, r: usize, c: usize| -> Result<Vec<f32>, EvalError> {
                 required(src, &format!("{p}{name}.weight"), &[r, c])
@@ -160,8 +170,10 @@ impl LlamaModel {
                 h,
                 &dev,
             )?;
-            let gate_up_bias =
-                stack_bias(vec![bias("mlp.gate_proj", f)?, bias("mlp.up_proj", f)?], &dev)?;
+            let gate_up_bias = stack_bias(
+                vec![bias("mlp.gate_proj", f)?, bias("mlp.up_proj", f)?],
+                &dev,
+            )?;
             let down = Tensor::from_vec(mat("mlp.down_proj", h, f)?, (h, f), &dev)?;
             let down_bias = stack_bias(vec![bias("mlp.down_proj", h)?], &dev)?;
             layers.push(Layer {
@@ -323,4 +335,3 @@ impl LlamaModel {
         self.cfg.vocab_size
     }
 }
-

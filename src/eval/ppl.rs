@@ -92,7 +92,9 @@ pub fn perplexity(
         let t0 = Instant::now();
         let logits = model.forward_from(&window, first)?;
         model_secs += t0.elapsed().as_secs_f64();
-        let base_logits = baseline.map(|b| b.forward_from(&window, first)).transpose()?;
+        let base_logits = baseline
+            .map(|b| b.forward_from(&window, first))
+            .transpose()?;
         // Positions are scored in parallel but collected in order: the result does not depend
         // on the thread count.
         let window_scores: Vec<_> = (first..ctx - 1)
@@ -101,7 +103,9 @@ pub fn perplexity(
                 // Row r of the returned logits is position first + r.
                 let r = pos - first;
                 let m = &logits[r * vocab..(r + 1) * vocab];
-                let b = base_logits.as_deref().map(|b| &b[r * vocab..(r + 1) * vocab]);
+                let b = base_logits
+                    .as_deref()
+                    .map(|b| &b[r * vocab..(r + 1) * vocab]);
                 score_position(m, b, window[pos + 1])
             })
             .collect::<Result<_, _>>()?;
@@ -115,7 +119,11 @@ pub fn perplexity(
         ctx,
         n_windows,
         stats: scores.summary(),
-        tokens_per_second: if model_secs > 0.0 { scored_tokens / model_secs } else { 0.0 },
+        tokens_per_second: if model_secs > 0.0 {
+            scored_tokens / model_secs
+        } else {
+            0.0
+        },
         seconds_total: start.elapsed().as_secs_f64(),
     })
 }

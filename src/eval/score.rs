@@ -71,7 +71,13 @@ pub fn score_position(
             let kld: f64 = lb
                 .iter()
                 .zip(&lm)
-                .map(|(&pb, &pm)| if pb == f64::NEG_INFINITY { 0.0 } else { pb.exp() * (pb - pm) })
+                .map(|(&pb, &pm)| {
+                    if pb == f64::NEG_INFINITY {
+                        0.0
+                    } else {
+                        pb.exp() * (pb - pm)
+                    }
+                })
                 .sum();
             Some((-lb[t], kld, am == ab))
         }
@@ -182,7 +188,12 @@ impl Scores {
         }
         let (bm, bse) = mean_se(&self.base_nll);
         let base_ppl = bm.exp();
-        let diff: Vec<f64> = self.nll.iter().zip(&self.base_nll).map(|(a, b)| a - b).collect();
+        let diff: Vec<f64> = self
+            .nll
+            .iter()
+            .zip(&self.base_nll)
+            .map(|(a, b)| a - b)
+            .collect();
         let (_, dse) = mean_se(&diff);
         let ratio = ppl / base_ppl;
         let (km, kse) = mean_se(&self.kld);
@@ -243,11 +254,27 @@ mod tests {
         let l = 2f64.ln();
         let mut s = Scores::default();
         let positions = [
-            (row([0.5, 0.25, 0.125, 0.125], 0.0), row([0.125, 0.125, 0.25, 0.5], 3.0), 0u32),
-            (row([0.125, 0.5, 0.25, 0.125], -1.0), row([0.125, 0.5, 0.25, 0.125], 2.0), 1),
-            (row([0.5, 0.25, 0.125, 0.125], 1.0), row([0.5, 0.125, 0.25, 0.125], 0.0), 2),
+            (
+                row([0.5, 0.25, 0.125, 0.125], 0.0),
+                row([0.125, 0.125, 0.25, 0.5], 3.0),
+                0u32,
+            ),
+            (
+                row([0.125, 0.5, 0.25, 0.125], -1.0),
+                row([0.125, 0.5, 0.25, 0.125], 2.0),
+                1,
+            ),
+            (
+                row([0.5, 0.25, 0.125, 0.125], 1.0),
+                row([0.5, 0.125, 0.25, 0.125], 0.0),
+                2,
+            ),
         ];
-        let expect = [(3.0 * l, l, 0.875 * l, false), (l, l, 0.0, true), (2.0 * l, 3.0 * l, 0.125 * l, true)];
+        let expect = [
+            (3.0 * l, l, 0.875 * l, false),
+            (l, l, 0.0, true),
+            (2.0 * l, 3.0 * l, 0.125 * l, true),
+        ];
         for ((b, m, t), (enll, ebnll, ekld, esame)) in positions.iter().zip(expect) {
             let p = score_position(m, Some(b), *t).unwrap();
             let (bn, kld, same) = p.base.unwrap();
@@ -263,7 +290,11 @@ mod tests {
         close(r.ppl, 4.0, "ppl");
         close(r.ppl_stderr, 4.0 * l / 3f64.sqrt(), "ppl se");
         close(r.base_ppl.unwrap(), 2f64.powf(5.0 / 3.0), "base ppl");
-        close(r.delta_ppl_pct.unwrap(), 100.0 * (2f64.powf(1.0 / 3.0) - 1.0), "delta");
+        close(
+            r.delta_ppl_pct.unwrap(),
+            100.0 * (2f64.powf(1.0 / 3.0) - 1.0),
+            "delta",
+        );
         close(
             r.delta_ppl_pct_stderr.unwrap(),
             100.0 * 2f64.powf(1.0 / 3.0) * 7f64.sqrt() / 3.0 * l,
@@ -282,7 +313,10 @@ mod tests {
         for (n, want) in [(200usize, 198.0), (101, 100.0), (1, 1.0)] {
             let mut s = Scores::default();
             for i in (1..=n).rev() {
-                s.push(PositionScore { nll: 1.0, base: Some((1.0, i as f64, true)) });
+                s.push(PositionScore {
+                    nll: 1.0,
+                    base: Some((1.0, i as f64, true)),
+                });
             }
             assert_eq!(s.summary().kld_p99, Some(want), "n = {n}");
         }

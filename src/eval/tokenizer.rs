@@ -62,7 +62,9 @@ impl EvalTokenizer {
         model: &LlamaConfig,
     ) -> Result<Option<u32>, EvalError> {
         let tc = tokenizer_config.and_then(Value::as_object);
-        let explicit = tc.and_then(|o| o.get("add_bos_token")).and_then(Value::as_bool);
+        let explicit = tc
+            .and_then(|o| o.get("add_bos_token"))
+            .and_then(Value::as_bool);
         let probed = self.probe_prefix()?;
         let adds = explicit.unwrap_or(probed.is_some());
         if !adds {
@@ -70,7 +72,10 @@ impl EvalTokenizer {
         }
         let named = tc
             .and_then(|o| o.get("bos_token"))
-            .and_then(|b| b.as_str().or_else(|| b.get("content").and_then(Value::as_str)))
+            .and_then(|b| {
+                b.as_str()
+                    .or_else(|| b.get("content").and_then(Value::as_str))
+            })
             .and_then(|s| self.token_id(s));
         named
             .or(probed)
@@ -90,7 +95,9 @@ impl EvalTokenizer {
         let plain = enc(false)?;
         let with = enc(true)?;
         Ok(match with.split_first() {
-            Some((&first, rest)) if with.len() > plain.len() && rest.starts_with(&plain) => Some(first),
+            Some((&first, rest)) if with.len() > plain.len() && rest.starts_with(&plain) => {
+                Some(first)
+            }
             _ => None,
         })
     }
