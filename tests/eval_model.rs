@@ -221,6 +221,32 @@ fn model_against_itself_has_zero_kld() {
     assert_eq!(s.delta_ppl_pct, Some(0.0));
     assert_eq!(s.base_ppl, Some(s.ppl));
     assert!(s.ppl > 1.0 && s.ppl.is_finite());
+    // The JSON report is flat, with the documented stable keys.
+    let j = serde_json::to_value(&r).unwrap();
+    for key in [
+        "ctx",
+        "n_windows",
+        "n_tokens_scored",
+        "nll_mean",
+        "ppl",
+        "ppl_stderr",
+        "base_ppl",
+        "base_ppl_stderr",
+        "delta_ppl_pct",
+        "delta_ppl_pct_stderr",
+        "kld_mean",
+        "kld_stderr",
+        "kld_p99",
+        "kld_max",
+        "top1_agree",
+        "top1_stderr",
+        "tokens_per_second",
+        "seconds_total",
+    ] {
+        assert!(j.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(j["kld_mean"], json!(0.0));
+    assert_eq!(j.as_object().unwrap().len(), 18);
 }
 
 /// perplexity() must equal the llama-perplexity rules applied by hand: window i = tokens
@@ -452,7 +478,12 @@ fn smollm2_shape_throughput() {
     let model = LlamaModel::load(&cfg, &w).unwrap();
     drop(w);
     let toks = tokens(512 * 3, s.vocab, 2);
-    let _ = model.forward_all(&toks[..512]).unwrap(); // warm-up
+    // Warm-up; its checksum lets runs with different RAYON_NUM_THREADS be compared bit for bit.
+    let warm = model.forward_all(&toks[..512]).unwrap();
+    let sum = warm.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3)
+    });
+    println!("logits checksum {sum:016x}");
     let pc = PplConfig {
         ctx: 512,
         chunks: Some(2),
