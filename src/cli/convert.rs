@@ -67,7 +67,10 @@ pub fn run(a: Args) -> Result<()> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut total = 0usize;
     let summary = convert(&opts, &mut |ev| match ev {
-        Event::Start { tensors, source_bytes } => {
+        Event::Start {
+            tensors,
+            source_bytes,
+        } => {
             total = *tensors;
             if tty {
                 let b = indicatif::ProgressBar::new(*source_bytes);
@@ -79,10 +82,21 @@ pub fn run(a: Args) -> Result<()> {
                 );
                 bar = Some(b);
             } else {
-                eprintln!("converting {tensors} tensors, {} of source weights", human(*source_bytes as f64));
+                eprintln!(
+                    "converting {tensors} tensors, {} of source weights",
+                    human(*source_bytes as f64)
+                );
             }
         }
-        Event::Tensor { index, name, codec, source_bytes, stored_bytes, rel_mse, note } => {
+        Event::Tensor {
+            index,
+            name,
+            codec,
+            source_bytes,
+            stored_bytes,
+            rel_mse,
+            note,
+        } => {
             if let Some(b) = &bar {
                 b.inc(*source_bytes);
                 b.set_message(format!("{}/{total} tensors", index + 1));
@@ -106,8 +120,18 @@ pub fn run(a: Args) -> Result<()> {
     let mut s = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(s, "wrote {}", a.output.display());
-    let _ = writeln!(s, "file size    {} ({} bytes)", human(summary.file_size as f64), summary.file_size);
-    let _ = writeln!(s, "bits/weight  {:.4} over {} weights (whole file)", summary.bpw(), summary.elements);
+    let _ = writeln!(
+        s,
+        "file size    {} ({} bytes)",
+        human(summary.file_size as f64),
+        summary.file_size
+    );
+    let _ = writeln!(
+        s,
+        "bits/weight  {:.4} over {} weights (whole file)",
+        summary.bpw(),
+        summary.elements
+    );
     let _ = writeln!(
         s,
         "ratio        {:.3}x vs source dtypes ({}), {:.3}x vs FP32 ({})",
@@ -116,11 +140,27 @@ pub fn run(a: Args) -> Result<()> {
         summary.elements as f64 * 4.0 / summary.file_size as f64,
         human(summary.elements as f64 * 4.0)
     );
-    let _ = writeln!(s, "{:<28} {:>7} {:>14} {:>11} {:>9}", "codec", "tensors", "weights", "rel MSE", "SQNR dB");
+    let _ = writeln!(
+        s,
+        "{:<28} {:>7} {:>14} {:>11} {:>9}",
+        "codec", "tensors", "weights", "rel MSE", "SQNR dB"
+    );
     for c in &summary.codecs {
         let sq = c.sqnr_db();
-        let sq = if sq.is_finite() { format!("{sq:.2}") } else { "lossless".into() };
-        let _ = writeln!(s, "{:<28} {:>7} {:>14} {:>11.3e} {:>9}", c.codec, c.tensors, c.elements, c.rel_mse(), sq);
+        let sq = if sq.is_finite() {
+            format!("{sq:.2}")
+        } else {
+            "lossless".into()
+        };
+        let _ = writeln!(
+            s,
+            "{:<28} {:>7} {:>14} {:>11.3e} {:>9}",
+            c.codec,
+            c.tensors,
+            c.elements,
+            c.rel_mse(),
+            sq
+        );
     }
     let _ = writeln!(s, "time         {:.2} s", summary.seconds);
     out(&s)

@@ -81,7 +81,9 @@ pub fn set_threads(n: Option<usize>) -> Result<()> {
         if n == 0 {
             anyhow::bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
     }
     Ok(())
 }

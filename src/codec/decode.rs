@@ -23,17 +23,23 @@ const ROW_CHUNK: usize = 64;
 
 /// Views `b` as `T`s, copying only if the bytes are not aligned for `T` (never for sections
 /// of a mapped file, which start on 64-byte boundaries).
-fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(b: &[u8]) -> Result<Cow<'_, [T]>> {
+fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(
+    b: &[u8],
+) -> Result<Cow<'_, [T]>> {
     match <[T]>::ref_from_bytes(b) {
         Ok(v) => Ok(Cow::Borrowed(v)),
         Err(_) => {
             let size = std::mem::size_of::<T>();
             if b.len() % size != 0 {
-                return Err(Error::InvalidArgument("section length is not a whole number of elements".into()));
+                return Err(Error::InvalidArgument(
+                    "section length is not a whole number of elements".into(),
+                ));
             }
             let v: Vec<T> = b
                 .chunks_exact(size)
-                .map(|c| T::read_from_bytes(c).map_err(|_| Error::InvalidArgument("element read".into())))
+                .map(|c| {
+                    T::read_from_bytes(c).map_err(|_| Error::InvalidArgument("element read".into()))
+                })
                 .collect::<Result<_>>()?;
             Ok(Cow::Owned(v))
         }
@@ -49,7 +55,14 @@ fn store(dst: &mut [f32], src: &[f32], mode: Mode) {
 
 /// Decodes rows `rows` of one stage whose section bytes are `secs` into `out`
 /// (`rows.len() * cols` values), overwriting or adding per `mode`.
-pub fn decode_stage(secs: &[&[u8]], m: Matrix, stage: Stage, rows: Range<usize>, out: &mut [f32], mode: Mode) -> Result<()> {
+pub fn decode_stage(
+    secs: &[&[u8]],
+    m: Matrix,
+    stage: Stage,
+    rows: Range<usize>,
+    out: &mut [f32],
+    mode: Mode,
+) -> Result<()> {
     let cols = m.cols as usize;
     let n = rows.len() * cols;
     if out.len() != n || rows.end as u64 > m.rows {
@@ -62,7 +75,9 @@ pub fn decode_stage(secs: &[&[u8]], m: Matrix, stage: Stage, rows: Range<usize>,
     }
     let want = stage.sections(m).map_err(Error::InvalidArgument)?;
     if secs.len() != want.len() || secs.iter().zip(&want).any(|(s, w)| s.len() as u64 != w.len) {
-        return Err(Error::InvalidArgument("section lengths do not match the stage".into()));
+        return Err(Error::InvalidArgument(
+            "section lengths do not match the stage".into(),
+        ));
     }
     let span = rows.start * cols..rows.end * cols;
     match stage {
@@ -88,33 +103,88 @@ pub fn decode_stage(secs: &[&[u8]], m: Matrix, stage: Stage, rows: Range<usize>,
                 store(out, &v[span], mode);
             }
         },
-        Stage::Int { bits, group, symmetric, .. } => {
-            let p = int::IntParams { bits, group: group as usize, symmetric };
+        Stage::Int {
+            bits,
+            group,
+            symmetric,
+            ..
+        } => {
+            let p = int::IntParams {
+                bits,
+                group: group as usize,
+                symmetric,
+            };
             let scales = typed::<f16>(secs[1])?;
-            let offsets = if symmetric { Cow::Borrowed(&[][..]) } else { typed::<f16>(secs[2])? };
-            int::decode_rows(int::IntRef { codes: secs[0], scales: &scales, offsets: &offsets }, cols, &p, rows, out, mode)?;
+            let offsets = if symmetric {
+                Cow::Borrowed(&[][..])
+            } else {
+                typed::<f16>(secs[2])?
+            };
+            int::decode_rows(
+                int::IntRef {
+                    codes: secs[0],
+                    scales: &scales,
+                    offsets: &offsets,
+                },
+                cols,
+                &p,
+                rows,
+                out,
+                mode,
+            )?;
         }
         Stage::Vq { dim, k, .. } => {
-            let p = vq::VqParams { d: dim as usize, k: k as usize, iters: 0, seed: 0 };
+            let p = vq::VqParams {
+                d: dim as usize,
+                k: k as usize,
+                iters: 0,
+                seed: 0,
+            };
             let codebook = typed::<f16>(secs[0])?;
-            vq::decode_rows(vq::VqRef { codebook: &codebook, indices: secs[1] }, cols, &p, rows, out, mode)?;
+            vq::decode_rows(
+                vq::VqRef {
+                    codebook: &codebook,
+                    indices: secs[1],
+                },
+                cols,
+                &p,
+                rows,
+                out,
+                mode,
+            )?;
         }
         Stage::LowRank { rank, .. } => {
             let l = typed::<f16>(secs[0])?;
             let r = typed::<f16>(secs[1])?;
-            lowrank::decode_rows(lowrank::LowRankRef { left: &l, right: &r }, cols, rank as usize, rows, out, mode)?;
+            lowrank::decode_rows(
+                lowrank::LowRankRef {
+                    left: &l,
+                    right: &r,
+                },
+                cols,
+                rank as usize,
+                rows,
+                out,
+                mode,
+            )?;
         }
         Stage::Ggml { type_id } => {
             let ty = ggml::GgmlType::from_id(type_id)
                 .ok_or_else(|| Error::InvalidArgument(format!("ggml type {type_id}")))?;
-            let rb = ggml::row_bytes(ty, cols).ok_or_else(|| Error::InvalidArgument("ggml row".into()))?;
-            let mut scratch = if mode == Mode::Add { vec![0f32; cols] } else { Vec::new() };
+            let rb = ggml::row_bytes(ty, cols)
+                .ok_or_else(|| Error::InvalidArgument("ggml row".into()))?;
+            let mut scratch = if mode == Mode::Add {
+                vec![0f32; cols]
+            } else {
+                Vec::new()
+            };
             for (i, r) in rows.enumerate() {
                 let src = &secs[0][r * rb..(r + 1) * rb];
                 let dst = &mut out[i * cols..(i + 1) * cols];
                 let res = match mode {
                     Mode::Set => ggml::dequantize_row(ty, src, dst),
-                    Mode::Add => ggml::dequantize_row(ty, src, &mut scratch).map(|()| store(dst, &scratch, Mode::Add)),
+                    Mode::Add => ggml::dequantize_row(ty, src, &mut scratch)
+                        .map(|()| store(dst, &scratch, Mode::Add)),
                 };
                 res.map_err(|e| Error::InvalidArgument(format!("{}: {e}", ty.name())))?;
             }
@@ -127,10 +197,12 @@ impl<'a> TensorView<'a> {
     /// The tensor's stage list (validated at open).
     pub fn stages(&self) -> Result<Vec<Stage>> {
         match self.codec() {
-            CodecId::Staged => staged::decode_params(self.params()).map_err(|reason| Error::BadCodecParams {
-                tensor: self.name().to_string(),
-                reason,
-            }),
+            CodecId::Staged => {
+                staged::decode_params(self.params()).map_err(|reason| Error::BadCodecParams {
+                    tensor: self.name().to_string(),
+                    reason,
+                })
+            }
             _ => Err(super::unknown_codec(self)),
         }
     }
@@ -183,7 +255,8 @@ impl<'a> TensorView<'a> {
 
     /// Decodes the whole tensor into a new vector.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
-        let n = usize::try_from(self.n_elements()).map_err(|_| Error::InvalidArgument("tensor too large".into()))?;
+        let n = usize::try_from(self.n_elements())
+            .map_err(|_| Error::InvalidArgument("tensor too large".into()))?;
         let mut v = vec![0f32; n];
         self.dequantize_into(&mut v)?;
         Ok(v)
@@ -199,21 +272,30 @@ impl<'a> TensorView<'a> {
         self.dequantize_converted(out, |src, dst| dst.convert_from_f32_slice(src))
     }
 
-    fn dequantize_converted<T: Send>(&self, out: &mut [T], conv: impl Fn(&[f32], &mut [T]) + Sync) -> Result<()> {
+    fn dequantize_converted<T: Send>(
+        &self,
+        out: &mut [T],
+        conv: impl Fn(&[f32], &mut [T]) + Sync,
+    ) -> Result<()> {
         let m = self.matrix();
         if out.len() as u64 != self.n_elements() {
-            return Err(Error::InvalidArgument(format!("{}: buffer size", self.name())));
+            return Err(Error::InvalidArgument(format!(
+                "{}: buffer size",
+                self.name()
+            )));
         }
         if m.cols == 0 || m.rows == 0 {
             return Ok(());
         }
         let cols = m.cols as usize;
-        out.par_chunks_mut(ROW_CHUNK * cols).enumerate().try_for_each(|(c, chunk)| {
-            let r0 = c * ROW_CHUNK;
-            let mut tmp = vec![0f32; chunk.len()];
-            self.dequantize_rows_into(r0..r0 + chunk.len() / cols, &mut tmp)?;
-            conv(&tmp, chunk);
-            Ok(())
-        })
+        out.par_chunks_mut(ROW_CHUNK * cols)
+            .enumerate()
+            .try_for_each(|(c, chunk)| {
+                let r0 = c * ROW_CHUNK;
+                let mut tmp = vec![0f32; chunk.len()];
+                self.dequantize_rows_into(r0..r0 + chunk.len() / cols, &mut tmp)?;
+                conv(&tmp, chunk);
+                Ok(())
+            })
     }
 }

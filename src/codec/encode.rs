@@ -62,25 +62,44 @@ pub fn column_importance(x: &[f32], m: Matrix) -> Vec<f32> {
     }
     let mean = imp.iter().sum::<f64>() / cols.max(1) as f64;
     imp.iter()
-        .map(|&v| if mean > 0.0 { (v / mean).clamp(0.5, 2.0) as f32 } else { 1.0 })
+        .map(|&v| {
+            if mean > 0.0 {
+                (v / mean).clamp(0.5, 2.0) as f32
+            } else {
+                1.0
+            }
+        })
         .collect()
 }
 
 /// Encodes `x` (row-major, `shape`) through `stages`.
-pub fn encode_tensor(name: &str, x: &[f32], shape: &[u64], stages: &[Stage]) -> Result<EncodedTensor> {
+pub fn encode_tensor(
+    name: &str,
+    x: &[f32],
+    shape: &[u64],
+    stages: &[Stage],
+) -> Result<EncodedTensor> {
     let m = Matrix::of_shape(shape);
     let (rows, cols) = (m.rows as usize, m.cols as usize);
     if x.len() != rows * cols {
-        return Err(Error::InvalidArgument(format!("{name}: {} values for shape {shape:?}", x.len())));
+        return Err(Error::InvalidArgument(format!(
+            "{name}: {} values for shape {shape:?}",
+            x.len()
+        )));
     }
-    let want = super::staged::expected_sections(stages, shape).map_err(|reason| Error::BadCodecParams {
-        tensor: name.to_string(),
-        reason,
+    let want = super::staged::expected_sections(stages, shape).map_err(|reason| {
+        Error::BadCodecParams {
+            tensor: name.to_string(),
+            reason,
+        }
     })?;
     let signal: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    let needs_importance = stages
-        .iter()
-        .any(|s| matches!(s, Stage::LowRank { weighted: true, .. } | Stage::Vq { weighted: true, .. }));
+    let needs_importance = stages.iter().any(|s| {
+        matches!(
+            s,
+            Stage::LowRank { weighted: true, .. } | Stage::Vq { weighted: true, .. }
+        )
+    });
     let importance = needs_importance.then(|| column_importance(x, m));
     let mut residual = x.to_vec();
     let mut decoded = vec![0f32; x.len()];
@@ -88,11 +107,14 @@ pub fn encode_tensor(name: &str, x: &[f32], shape: &[u64], stages: &[Stage]) -> 
     for &stage in stages {
         let secs = encode_stage(&residual, m, stage, importance.as_deref())?;
         decode_stage_owned(&secs, m, stage, &mut decoded)?;
-        residual.par_chunks_mut(ROW_CHUNK * cols.max(1)).zip(decoded.par_chunks(ROW_CHUNK * cols.max(1))).for_each(|(r, d)| {
-            for (a, b) in r.iter_mut().zip(d) {
-                *a -= b;
-            }
-        });
+        residual
+            .par_chunks_mut(ROW_CHUNK * cols.max(1))
+            .zip(decoded.par_chunks(ROW_CHUNK * cols.max(1)))
+            .for_each(|(r, d)| {
+                for (a, b) in r.iter_mut().zip(d) {
+                    *a -= b;
+                }
+            });
         sections.extend(secs);
     }
     for (s, w) in sections.iter().zip(&want) {
@@ -127,7 +149,12 @@ fn f16_bytes(v: &[f16]) -> Vec<u8> {
     v.as_bytes().to_vec()
 }
 
-fn encode_stage(x: &[f32], m: Matrix, stage: Stage, importance: Option<&[f32]>) -> Result<Vec<EncodedSection>> {
+fn encode_stage(
+    x: &[f32],
+    m: Matrix,
+    stage: Stage,
+    importance: Option<&[f32]>,
+) -> Result<Vec<EncodedSection>> {
     let (rows, cols) = (m.rows as usize, m.cols as usize);
     Ok(match stage {
         Stage::Raw { dtype } => match dtype {
@@ -141,28 +168,59 @@ fn encode_stage(x: &[f32], m: Matrix, stage: Stage, importance: Option<&[f32]>) 
             }
             _ => vec![sec(SectionKind::Raw, ElemType::F32, x.as_bytes().to_vec())],
         },
-        Stage::Int { bits, group, symmetric, refine } => {
-            let p = int::IntParams { bits, group: group as usize, symmetric };
-            let refine = if refine { int::Refine::Opt { max_iters: 20 } } else { int::Refine::None };
-            let int::IntEncoded { codes, scales, offsets } = int::encode(x, rows, cols, &p, refine, None)?;
-            let elem = ElemType::packed(bits).ok_or_else(|| Error::InvalidArgument(format!("int bits {bits}")))?;
+        Stage::Int {
+            bits,
+            group,
+            symmetric,
+            refine,
+        } => {
+            let p = int::IntParams {
+                bits,
+                group: group as usize,
+                symmetric,
+            };
+            let refine = if refine {
+                int::Refine::Opt { max_iters: 20 }
+            } else {
+                int::Refine::None
+            };
+            let int::IntEncoded {
+                codes,
+                scales,
+                offsets,
+            } = int::encode(x, rows, cols, &p, refine, None)?;
+            let elem = ElemType::packed(bits)
+                .ok_or_else(|| Error::InvalidArgument(format!("int bits {bits}")))?;
             let mut v = vec![
                 sec(SectionKind::Codes, elem, codes),
                 sec(SectionKind::Scales, ElemType::F16, f16_bytes(&scales)),
             ];
             if !symmetric {
-                v.push(sec(SectionKind::Offsets, ElemType::F16, f16_bytes(&offsets)));
+                v.push(sec(
+                    SectionKind::Offsets,
+                    ElemType::F16,
+                    f16_bytes(&offsets),
+                ));
             }
             v
         }
         Stage::Vq { dim, k, weighted } => {
-            let p = vq::VqParams { d: dim as usize, k: k as usize, iters: 15, seed: 0x7E4A_9C5D };
+            let p = vq::VqParams {
+                d: dim as usize,
+                k: k as usize,
+                iters: 15,
+                seed: 0x7E4A_9C5D,
+            };
             let weights = match (weighted, importance) {
                 (true, Some(imp)) => Some(vector_weights(imp, rows, cols, dim as usize)),
                 _ => None,
             };
             let e = vq::encode(x, rows, cols, &p, weights.as_deref())?;
-            let elem = if k <= 256 { ElemType::U8 } else { ElemType::U16 };
+            let elem = if k <= 256 {
+                ElemType::U8
+            } else {
+                ElemType::U16
+            };
             vec![
                 sec(SectionKind::Codebook, ElemType::F16, f16_bytes(&e.codebook)),
                 sec(SectionKind::Indices, elem, e.indices),
@@ -173,7 +231,11 @@ fn encode_stage(x: &[f32], m: Matrix, stage: Stage, importance: Option<&[f32]>) 
             let e = lowrank::encode(x, rows, cols, rank as usize, imp)?;
             vec![
                 sec(SectionKind::LowRankLeft, ElemType::F16, f16_bytes(&e.left)),
-                sec(SectionKind::LowRankRight, ElemType::F16, f16_bytes(&e.right)),
+                sec(
+                    SectionKind::LowRankRight,
+                    ElemType::F16,
+                    f16_bytes(&e.right),
+                ),
             ]
         }
         Stage::Ggml { type_id } => {
@@ -206,7 +268,19 @@ fn vector_weights(imp: &[f32], rows: usize, cols: usize, d: usize) -> Vec<f32> {
     w
 }
 
-fn decode_stage_owned(secs: &[EncodedSection], m: Matrix, stage: Stage, out: &mut [f32]) -> Result<()> {
+fn decode_stage_owned(
+    secs: &[EncodedSection],
+    m: Matrix,
+    stage: Stage,
+    out: &mut [f32],
+) -> Result<()> {
     let bytes: Vec<&[u8]> = secs.iter().map(|s| s.bytes.as_slice()).collect();
-    super::decode::decode_stage(&bytes, m, stage, 0..m.rows as usize, out, super::decode::Mode::Set)
+    super::decode::decode_stage(
+        &bytes,
+        m,
+        stage,
+        0..m.rows as usize,
+        out,
+        super::decode::Mode::Set,
+    )
 }

@@ -37,43 +37,15 @@ pub fn unknown_codec(t: &TensorView<'_>) -> Error {
     }
 }
 
-/// The ggml type id of a lower-case type name (`q4_k`), for codec specs.
+/// The ggml type id of a quantized type name (`q4_k`), for codec specs. The float types
+/// are raw stages, not ggml stages.
 pub fn ggml_id(name: &str) -> Option<u32> {
-    // TEMPORARY until the ggml module lands.
-    const T: &[(&str, u32)] = &[
-        ("q4_0", 2),
-        ("q4_1", 3),
-        ("q5_0", 6),
-        ("q5_1", 7),
-        ("q8_0", 8),
-        ("q2_k", 10),
-        ("q3_k", 11),
-        ("q4_k", 12),
-        ("q5_k", 13),
-        ("q6_k", 14),
-        ("iq4_nl", 20),
-        ("iq4_xs", 23),
-    ];
-    T.iter().find(|(n, _)| *n == name).map(|(_, i)| *i)
+    ggml::GgmlType::from_name(name)
+        .filter(|t| t.block_size() > 1)
+        .map(ggml::GgmlType::id)
 }
 
 /// The name of a ggml type id.
 pub fn ggml_name(id: u32) -> String {
-    const T: &[(&str, u32)] = &[
-        ("q4_0", 2),
-        ("q4_1", 3),
-        ("q5_0", 6),
-        ("q5_1", 7),
-        ("q8_0", 8),
-        ("q2_k", 10),
-        ("q3_k", 11),
-        ("q4_k", 12),
-        ("q5_k", 13),
-        ("q6_k", 14),
-        ("iq4_nl", 20),
-        ("iq4_xs", 23),
-    ];
-    T.iter()
-        .find(|(_, i)| *i == id)
-        .map_or_else(|| format!("ggml{id}"), |(n, _)| n.to_string())
+    ggml::GgmlType::from_id(id).map_or_else(|| format!("ggml{id}"), |t| t.name().to_string())
 }

@@ -106,24 +106,8 @@ impl std::fmt::Display for SectionSpec {
 
 /// (elements per block, bytes per block) of the ggml types tenpak stores.
 pub fn ggml_block_layout(type_id: u32) -> Option<(u64, u64)> {
-    // TEMPORARY until the ggml module lands: the block table of gguf-facts.md.
-    Some(match type_id {
-        0 => (1, 4),
-        1 | 30 => (1, 2),
-        2 => (32, 18),
-        3 => (32, 20),
-        6 => (32, 22),
-        7 => (32, 24),
-        8 => (32, 34),
-        10 => (256, 84),
-        11 => (256, 110),
-        12 => (256, 144),
-        13 => (256, 176),
-        14 => (256, 210),
-        20 => (32, 18),
-        23 => (256, 136),
-        _ => return None,
-    })
+    crate::codec::ggml::GgmlType::from_id(type_id)
+        .map(|t| (t.block_size() as u64, t.type_size() as u64))
 }
 
 impl Stage {

@@ -161,17 +161,23 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
         let (recipe, reason) = opts.policy.recipe(&t.name, &shape, dtype);
         let (stages, note) = policy::fit(&recipe, &shape);
-        let n: u64 = crate::format::limits::element_count(&shape).ok_or_else(|| Error::ShapeOverflow {
-            tensor: t.name.clone(),
-            shape: shape.clone(),
-        })?;
+        let n: u64 =
+            crate::format::limits::element_count(&shape).ok_or_else(|| Error::ShapeOverflow {
+                tensor: t.name.clone(),
+                shape: shape.clone(),
+            })?;
         source_bytes += n * dtype.size();
         let mut entry = json!({"stages": spec::to_string(&stages), "rule": reason});
         if let Some(n) = &note {
             entry["note"] = json!(n);
         }
         per_tensor.insert(t.name.clone(), entry);
-        plans.push(Plan { stages, note, dtype, shape });
+        plans.push(Plan {
+            stages,
+            note,
+            dtype,
+            shape,
+        });
     }
 
     let mut meta = Map::new();
@@ -191,7 +197,10 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
     meta.insert("source".into(), json!({"files": files, "dtypes": dtypes}));
     for path in &side {
         // config.json -> "config", tokenizer.json -> "tokenizer", ...
-        let key = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         meta.insert(key, read_json(path)?);
     }
     let mut pol = serde_json::to_value(&opts.policy).map_err(|e| Error::Metadata(e.to_string()))?;
@@ -235,7 +244,10 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         let st = match stats.iter_mut().position(|s| s.codec == label) {
             Some(k) => &mut stats[k],
             None => {
-                stats.push(CodecStats { codec: label.clone(), ..Default::default() });
+                stats.push(CodecStats {
+                    codec: label.clone(),
+                    ..Default::default()
+                });
                 stats.last_mut().expect("just pushed")
             }
         };

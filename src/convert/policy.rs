@@ -114,7 +114,11 @@ impl Policy {
             cf.push((Glob::new(pat), s.to_string()));
         }
         let raw_main = main.iter().all(|s| matches!(s, Stage::Raw { .. }));
-        let embeddings = if raw_main { codec.to_string() } else { "int8".to_string() };
+        let embeddings = if raw_main {
+            codec.to_string()
+        } else {
+            "int8".to_string()
+        };
         let embed = spec::parse(&embeddings)?;
         Ok(Policy {
             codec: codec.to_string(),
@@ -163,7 +167,10 @@ pub fn fit(recipe: &[Stage], shape: &[u64]) -> (Vec<Stage>, Option<String>) {
                 if r < u64::from(rank) {
                     notes.push(format!("rank {rank} clamped to {r}"));
                 }
-                out.push(Stage::LowRank { rank: r as u32, weighted });
+                out.push(Stage::LowRank {
+                    rank: r as u32,
+                    weighted,
+                });
             }
             Stage::Ggml { type_id } => match crate::codec::staged::ggml_block_layout(type_id) {
                 Some((block, _)) if m.cols % block == 0 => out.push(s),
@@ -235,13 +242,23 @@ mod tests {
         )
         .unwrap();
         let r = |n: &str, s: &[u64]| p.recipe(n, s, Dtype::F16).1;
-        assert_eq!(r("model.layers.0.mlp.down_proj.weight", &[4, 4]), Reason::Keep);
-        assert_eq!(r("model.layers.1.mlp.down_proj.weight", &[4, 4]), Reason::CodecFor);
-        assert_eq!(r("model.layers.1.input_layernorm.weight", &[4]), Reason::Vector);
+        assert_eq!(
+            r("model.layers.0.mlp.down_proj.weight", &[4, 4]),
+            Reason::Keep
+        );
+        assert_eq!(
+            r("model.layers.1.mlp.down_proj.weight", &[4, 4]),
+            Reason::CodecFor
+        );
+        assert_eq!(
+            r("model.layers.1.input_layernorm.weight", &[4]),
+            Reason::Vector
+        );
         assert_eq!(r("model.embed_tokens.weight", &[4, 4]), Reason::Embedding);
         assert_eq!(r("model.layers.1.foo.weight", &[4, 4]), Reason::Default);
         assert_eq!(
-            p.recipe("model.layers.1.mlp.down_proj.weight", &[4, 4], Dtype::F16).0,
+            p.recipe("model.layers.1.mlp.down_proj.weight", &[4, 4], Dtype::F16)
+                .0,
             spec::parse("int8").unwrap()
         );
     }
@@ -249,7 +266,13 @@ mod tests {
     #[test]
     fn fitting_clamps_rank_and_falls_back() {
         let (s, note) = fit(&spec::parse("tenpak_x").unwrap(), &[2, 80]);
-        assert_eq!(s[0], Stage::LowRank { rank: 1, weighted: true });
+        assert_eq!(
+            s[0],
+            Stage::LowRank {
+                rank: 1,
+                weighted: true
+            }
+        );
         assert!(note.is_some());
         let (s, _) = fit(&spec::parse("tenpak_x").unwrap(), &[1, 80]);
         assert_eq!(s.len(), 2, "rank 0 drops the stage");
