@@ -164,47 +164,67 @@ impl Stage {
                 symmetric,
                 ..
             } => {
-                let g = u64::from(group);
-                let groups = mul(rows, cols.div_ceil(g))?;
-                let codes = mul(groups, g * u64::from(bits) / 8)?;
+                let p = super::int::IntParams {
+                    bits,
+                    group: group as usize,
+                    symmetric,
+                };
+                let l = super::int::layout(usize_of(rows)?, usize_of(cols)?, &p).ok_or_else(ov)?;
                 let elem = ElemType::packed(bits).ok_or_else(|| format!("int bits {bits}"))?;
                 let mut v = vec![
-                    s(SectionKind::Codes, elem, codes),
-                    s(SectionKind::Scales, ElemType::F16, mul(groups, 2)?),
+                    s(SectionKind::Codes, elem, l.codes_bytes as u64),
+                    s(
+                        SectionKind::Scales,
+                        ElemType::F16,
+                        mul(l.n_scales as u64, 2)?,
+                    ),
                 ];
                 if !symmetric {
-                    v.push(s(SectionKind::Offsets, ElemType::F16, mul(groups, 2)?));
+                    v.push(s(
+                        SectionKind::Offsets,
+                        ElemType::F16,
+                        mul(l.n_offsets as u64, 2)?,
+                    ));
                 }
                 v
             }
             Stage::Vq { dim, k, .. } => {
-                let vectors = mul(rows, cols.div_ceil(u64::from(dim)))?;
-                let (elem, isz) = if k <= 256 {
-                    (ElemType::U8, 1)
+                let p = super::vq::VqParams {
+                    d: dim as usize,
+                    k: k as usize,
+                    iters: 0,
+                    seed: 0,
+                };
+                let l = super::vq::layout(usize_of(rows)?, usize_of(cols)?, &p).ok_or_else(ov)?;
+                let elem = if k <= 256 {
+                    ElemType::U8
                 } else {
-                    (ElemType::U16, 2)
+                    ElemType::U16
                 };
                 vec![
                     s(
                         SectionKind::Codebook,
                         ElemType::F16,
-                        mul(u64::from(k) * u64::from(dim), 2)?,
+                        mul(l.codebook_len as u64, 2)?,
                     ),
-                    s(SectionKind::Indices, elem, mul(vectors, isz)?),
+                    s(SectionKind::Indices, elem, l.index_bytes as u64),
                 ]
             }
             Stage::LowRank { rank, .. } => {
-                let r = u64::from(rank);
+                let l = super::lowrank::layout(usize_of(rows)?, usize_of(cols)?, rank as usize)
+                    .ok_or_else(|| {
+                        format!("lowrank rank {rank} exceeds min(rows {rows}, cols {cols})")
+                    })?;
                 vec![
                     s(
                         SectionKind::LowRankLeft,
                         ElemType::F16,
-                        mul(mul(rows, r)?, 2)?,
+                        mul(l.left_len as u64, 2)?,
                     ),
                     s(
                         SectionKind::LowRankRight,
                         ElemType::F16,
-                        mul(mul(cols, r)?, 2)?,
+                        mul(l.right_len as u64, 2)?,
                     ),
                 ]
             }
@@ -287,6 +307,11 @@ impl Stage {
         st.check()?;
         Ok(st)
     }
+}
+
+/// `v` as a usize, or the overflow message.
+fn usize_of(v: u64) -> std::result::Result<usize, String> {
+    usize::try_from(v).map_err(|_| "section size overflows".to_string())
 }
 
 /// Serializes a stage list as the staged codec's parameter header.
