@@ -328,7 +328,28 @@ pub fn encode(
         last_real: cols - (v_per_row - 1) * d,
     };
     let mut rng = SplitMix64::new(p.seed);
-    let mut cents = seed(&vs, &w, k, &mut rng);
+    // k-means++ costs k passes over the vectors; past 64 vectors per centroid it seeds from
+    // whole rows picked at a fixed stride (deterministic, thread-count independent), and the
+    // Lloyd iterations below still see every vector.
+    let sub_rows = (64 * k).div_ceil(v_per_row.max(1));
+    let mut cents = if nv > 64 * k && sub_rows < rows {
+        let picked: Vec<usize> = (0..sub_rows).map(|j| j * rows / sub_rows).collect();
+        let mut sdata = Vec::with_capacity(sub_rows * padded);
+        let mut sw = Vec::with_capacity(sub_rows * v_per_row);
+        for &r in &picked {
+            sdata.extend_from_slice(&vs.data[r * padded..(r + 1) * padded]);
+            sw.extend_from_slice(&w[r * v_per_row..(r + 1) * v_per_row]);
+        }
+        let sub = Vectors {
+            d,
+            data: sdata,
+            v_per_row,
+            last_real: vs.last_real,
+        };
+        seed(&sub, &sw, k, &mut rng)
+    } else {
+        seed(&vs, &w, k, &mut rng)
+    };
     let mut idx = vec![0u32; nv];
     assign(&vs, &cents, k, &mut idx);
     let mut next = vec![0u32; nv];

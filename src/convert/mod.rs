@@ -5,6 +5,7 @@
 //! on the thread count) and streamed to the writer. Memory stays near one tensor's working
 //! set whatever the model's size.
 
+pub mod export_st;
 pub mod policy;
 
 use std::path::{Path, PathBuf};

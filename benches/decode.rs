@@ -1,0 +1,105 @@
+//! Decode throughput per stage on one core, against a memcpy of the same output size.
+//!
+//! `cargo bench --bench decode` (harness = false). One 576 x 1536 tensor (a SmolLM-135M
+//! `down_proj`; 1536 is a multiple of every group and of ggml's 256) of N(0, 0.02^2) values
+//! is encoded once per stage and decoded repeatedly into f32 with `dequantize_into` on a
+//! one-thread rayon pool. Reported: best-of-5 GB/s of f32 output and the ratio to memcpy.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use tenpak::codec::encode::encode_tensor;
+use tenpak::codec::{spec, staged};
+use tenpak::format::{CodecId, Dtype, TensorEntry};
+use tenpak::{TpkFile, TpkWriter};
+use tenpak_fixtures::Gaussian;
+
+const ROWS: u64 = 576;
+const COLS: u64 = 1536;
+
+/// Seconds per call of `f`, best of 5 rounds of at least 0.2 s each.
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut n = 0u32;
+        while t.elapsed().as_secs_f64() < 0.2 {
+            f();
+            n += 1;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / f64::from(n));
+    }
+    best
+}
+
+fn main() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("the global pool is configured once, before any use");
+    let shape = [ROWS, COLS];
+    let n = (ROWS * COLS) as usize;
+    let mut g = Gaussian::new(42);
+    let x: Vec<f32> = (0..n).map(|_| (g.sample() * 0.02) as f32).collect();
+    let out_bytes = (n * 4) as f64;
+
+    let src = x.clone();
+    let mut dst = vec![0f32; n];
+    let t_memcpy = time(|| {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+    });
+    let memcpy_gbs = out_bytes / t_memcpy / 1e9;
+    println!(
+        "decode throughput, one core, {ROWS}x{COLS} tensor ({:.1} MB of f32 output)",
+        out_bytes / 1e6
+    );
+    println!("{:<22} {:>9} {:>9}", "stage", "GB/s", "x memcpy");
+    println!("{:<22} {:>9.2} {:>9.2}", "memcpy", memcpy_gbs, 1.0);
+
+    let dir = tempfile::tempdir().expect("a temporary folder can be created");
+    for spec_str in [
+        "raw:dtype=f16",
+        "raw:dtype=bf16",
+        "int:b=4,g=32",
+        "int:b=8,g=32,sym",
+        "int:b=2,g=16",
+        "vq:d=4,k=256",
+        "lowrank:r=32",
+        "q4_k",
+        "q8_0",
+        "tenpak_x",
+    ] {
+        let stages = spec::parse(spec_str).expect("bench specs are valid");
+        let enc = encode_tensor("w", &x, &shape, &stages).expect("bench tensor encodes");
+        let path = dir.path().join("b.tpk");
+        let mut w = TpkWriter::create(&path).expect("writer starts");
+        let ids = enc
+            .sections
+            .iter()
+            .map(|s| {
+                w.add_section(s.kind, s.elem, &s.bytes)
+                    .expect("section fits")
+            })
+            .collect();
+        w.add_tensor(TensorEntry {
+            name: "w".into(),
+            shape: shape.to_vec(),
+            source_dtype: Dtype::F32,
+            codec: CodecId::Staged,
+            params: staged::encode_params(&enc.stages),
+            sections: ids,
+        })
+        .expect("tensor fits");
+        w.finish().expect("writer finishes");
+        let f = TpkFile::open(&path).expect("bench file opens");
+        let t = f.tensor("w").expect("tensor w was written");
+        let mut out = vec![0f32; n];
+        let secs = time(|| {
+            t.dequantize_into(black_box(&mut out)).expect("decodes");
+        });
+        let gbs = out_bytes / secs / 1e9;
+        println!("{:<22} {:>9.2} {:>9.2}", spec_str, gbs, gbs / memcpy_gbs);
+    }
+}

@@ -1,0 +1,89 @@
+//! `tpk export`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use tenpak::convert::export_st::{export_safetensors, ExportDtype, ExportOptions};
+
+use super::out;
+
+/// Formats `tpk export` can write.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Target {
+    /// A Hugging Face folder: model.safetensors (or shards + index) and the side files.
+    Safetensors,
+}
+
+/// Element types of the exported weights.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DtypeArg {
+    /// Single precision: the decoded values exactly.
+    F32,
+    /// Half precision, rounded to nearest even.
+    F16,
+    /// bfloat16, rounded to nearest even.
+    Bf16,
+}
+
+/// Arguments of `tpk export`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The .tpk file.
+    pub input: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub to: Target,
+    /// Element type of the written weights.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F16)]
+    pub dtype: DtypeArg,
+    /// Output folder (created if missing; files are replaced atomically, never the input).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Split the weights into shards of at most this many MiB (plus an index).
+    #[arg(long, value_name = "N")]
+    pub max_shard_mb: Option<u64>,
+    /// Worker threads for decoding (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    super::set_threads(a.threads)?;
+    let max_shard_bytes = match a.max_shard_mb {
+        Some(0) => anyhow::bail!("--max-shard-mb must be at least 1"),
+        Some(mb) => Some(
+            mb.checked_mul(1 << 20)
+                .ok_or_else(|| anyhow::anyhow!("--max-shard-mb {mb} is too large"))?,
+        ),
+        None => None,
+    };
+    let dtype = match a.dtype {
+        DtypeArg::F32 => ExportDtype::F32,
+        DtypeArg::F16 => ExportDtype::F16,
+        DtypeArg::Bf16 => ExportDtype::BF16,
+    };
+    match a.to {
+        Target::Safetensors => {
+            let opts = ExportOptions {
+                input: a.input,
+                out_dir: a.output,
+                dtype,
+                max_shard_bytes,
+            };
+            let s = export_safetensors(&opts, &mut |i, total, name| {
+                eprintln!("[{}/{total}] {name}", i + 1);
+            })?;
+            let mut text = format!(
+                "exported {} tensors ({} bytes of weights) to {}\n",
+                s.tensors,
+                s.tensor_bytes,
+                opts.out_dir.display()
+            );
+            for f in &s.files {
+                text.push_str(&format!("  {}\n", f.display()));
+            }
+            out(&text)
+        }
+    }
+}
