@@ -13,6 +13,8 @@ pub mod codec;
 pub mod convert;
 mod error;
 pub mod eval;
+pub mod export;
+pub mod import;
 pub mod format;
 pub mod inspect;
 

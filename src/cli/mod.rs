@@ -1,6 +1,7 @@
 //! Command-line parsing and the subcommands. Only this layer prints.
 
 mod convert;
+mod gguf;
 mod inspect;
 
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ enum Command {
         /// The .tpk file.
         file: PathBuf,
     },
+    /// Convert a GGUF file into a .tpk file or a safetensors folder.
+    Import(gguf::ImportArgs),
+    /// Export a .tpk file as GGUF (temporary; becomes `export --to gguf`).
+    #[command(name = "export-gguf", hide = true)]
+    ExportGguf(gguf::GgufExportArgs),
 }
 
 /// Tensor list order for `inspect`.
@@ -63,6 +69,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => inspect::run(&file, json, tensors, sort),
         Command::Verify { file } => inspect::verify(&file),
         Command::Convert(a) => convert::run(a),
+        Command::Import(a) => gguf::import_cli(&a),
+        Command::ExportGguf(a) => gguf::export_gguf_cli(&a),
     }
 }
 
