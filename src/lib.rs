@@ -14,8 +14,8 @@ pub mod convert;
 mod error;
 pub mod eval;
 pub mod export;
-pub mod import;
 pub mod format;
+pub mod import;
 pub mod inspect;
 
 pub use error::{Error, Result};

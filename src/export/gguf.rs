@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tenpak_converters::gguf::{
-    arch_needs_qk_permute, hf_to_gguf_name, llama_arch_kv, permute_qk_rows, qk_proj,
-    tokenizer_kv, GgufTensorSpec, GgufValue, GgufWriter, QkProj, MAX_TENSOR_NAME,
+    arch_needs_qk_permute, hf_to_gguf_name, llama_arch_kv, permute_qk_rows, qk_proj, tokenizer_kv,
+    GgufTensorSpec, GgufValue, GgufWriter, QkProj, MAX_TENSOR_NAME,
 };
 
 use crate::codec::ggml::{self, GgmlType};
@@ -379,7 +379,11 @@ pub fn export_gguf(
             encode_tensor_for_gguf(&t, opts.ty, recorded_rel_mse(&meta, name))?;
         if let Some(rt) = runtime.as_ref().filter(|r| r.permute) {
             if let Some(p) = qk_proj(name) {
-                let heads = if p == QkProj::Q { rt.heads } else { rt.kv_heads };
+                let heads = if p == QkProj::Q {
+                    rt.heads
+                } else {
+                    rt.kv_heads
+                };
                 let rows = t.shape().first().copied().unwrap_or(1) as usize;
                 let rb = bytes.len().checked_div(rows).unwrap_or(0);
                 bytes = permute_qk_rows(&bytes, rows, rb, heads)?;
@@ -454,10 +458,7 @@ pub fn export_gguf(
             }
         }
         None => {
-            kv.push((
-                "general.alignment".into(),
-                GgufValue::U32(opts.alignment),
-            ));
+            kv.push(("general.alignment".into(), GgufValue::U32(opts.alignment)));
         }
     }
 

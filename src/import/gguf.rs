@@ -65,7 +65,10 @@ fn open(path: &Path) -> Result<Source> {
     let file = GgufFile::open(path)?;
     let mut warnings = Vec::new();
     let mut side = Vec::new();
-    let arch = file.get_str("general.architecture").unwrap_or("").to_string();
+    let arch = file
+        .get_str("general.architecture")
+        .unwrap_or("")
+        .to_string();
     let permute = arch_needs_qk_permute(&arch);
     let mut heads = None;
     match config_from_gguf(&file) {
@@ -127,7 +130,11 @@ fn hf_bytes(src: &Source, info: &GgufTensorInfo, p: &Prepared) -> Result<Vec<u8>
         return Ok(data.to_vec());
     }
     let (h, kv) = src.heads.unwrap_or((0, 0));
-    let heads = if qk_proj(&info.name) == Some(QkProj::Q) { h } else { kv };
+    let heads = if qk_proj(&info.name) == Some(QkProj::Q) {
+        h
+    } else {
+        kv
+    };
     let rows = p.shape.first().copied().unwrap_or(1) as usize;
     let rb = data.len().checked_div(rows).unwrap_or(0);
     Ok(unpermute_qk_rows(data, rows, rb, heads)?)
@@ -165,7 +172,10 @@ pub fn import_gguf_to_tpk(path: &Path, out: &Path, keep_blocks: bool) -> Result<
         "tenpak".into(),
         json!({"version": env!("CARGO_PKG_VERSION"), "command": "import"}),
     );
-    meta.insert("source".into(), json!({"format": "gguf", "version": src.file.version()}));
+    meta.insert(
+        "source".into(),
+        json!({"format": "gguf", "version": src.file.version()}),
+    );
     let mut rebuilt = Vec::new();
     for (k, v) in &src.side {
         meta.insert((*k).to_string(), v.clone());
