@@ -212,12 +212,15 @@ fn qk_heads(cfg: &Value) -> (usize, usize) {
     (h, kv)
 }
 
-/// Decides one tensor's bytes: returns (type, bytes, copied, fallback_from, rel_err).
+/// One tensor's GGUF bytes: (type, bytes, copied, fallback_from, rel_err).
+type Encoded = (GgmlType, Vec<u8>, bool, Option<GgmlType>, f64);
+
+/// Decides one tensor's type and bytes.
 fn encode_tensor_for_gguf(
     t: &TensorView<'_>,
     ty: ExportType,
     recorded: Option<f64>,
-) -> Result<(GgmlType, Vec<u8>, bool, Option<GgmlType>, f64)> {
+) -> Result<Encoded> {
     let name = t.name();
     let shape = t.shape();
     let cols = shape.last().copied().unwrap_or(1) as usize;
