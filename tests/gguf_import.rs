@@ -148,3 +148,54 @@ fn garbage_and_truncated_gguf_exit_2_with_one_line() {
         assert!(!tmp.path().join("out.tpk").exists());
     }
 }
+
+#[test]
+fn gguf_py_written_file_imports_with_hf_names_and_unpermuted_rows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wide");
+    let model = wide(&dir);
+    let g = tmp.path().join("py.gguf");
+    let (d, o) = (dir.to_string_lossy(), g.to_string_lossy());
+    if python("gguf_write.py", &[&d, &o]).is_none() {
+        return;
+    }
+    let b = tmp.path().join("b.tpk");
+    let rep = import_gguf_to_tpk(&g, &b, false).expect("import");
+    assert_eq!(rep.tensors.iter().filter(|t| t.unpermuted).count(), 2);
+    let fb = TpkFile::open(&b).expect("b");
+    let st = SafetensorsModel::open(&model).expect("st");
+    assert_eq!(fb.tensor_count(), st.tensors().len());
+    for t in st.tensors() {
+        let mut x = vec![0f32; t.shape.iter().product()];
+        st.read_f32_into(t, &mut x, false).expect("read");
+        let cols = *t.shape.last().expect("shape");
+        let want: Vec<f32> = if t.name.contains("norm") || t.name.contains("mlp") {
+            x.clone()
+        } else if t.name.contains("embed") || t.name.contains("lm_head") {
+            x.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect()
+        } else {
+            let rb = ggml::row_bytes(GgmlType::Q8_0, cols).expect("fits");
+            let mut q = vec![0u8; rb];
+            let mut out = vec![0f32; x.len()];
+            for (s, d) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+                ggml::quantize_row(GgmlType::Q8_0, s, None, &mut q).expect("quantize");
+                ggml::dequantize_row(GgmlType::Q8_0, &q, d).expect("dequantize");
+            }
+            out
+        };
+        let u = fb.tensor(&t.name).expect("HF name");
+        assert_eq!(
+            bits(&u.to_f32_vec().expect("decode")),
+            bits(&want),
+            "{}",
+            t.name
+        );
+    }
+    let m = fb.metadata().expect("meta");
+    assert_eq!(m["config"]["hidden_size"], 256);
+    assert_eq!(m["config"]["num_attention_heads"], 4);
+    assert_eq!(m["config"]["num_key_value_heads"], 2);
+    assert_eq!(m["config"]["intermediate_size"], 512);
+    assert_eq!(m["config"]["num_hidden_layers"], 1);
+    assert!(m["tokenizer"]["model"]["vocab"].is_object());
+}
