@@ -182,3 +182,27 @@ fn auto_copies_raw_and_picks_types_no_worse_than_the_codec() {
         rep.tensors.iter().map(|e| e.ty).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn fixed_type_copies_only_blocks_of_that_type() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = wide(&tmp.path().join("wide"));
+    let tpk = tmp.path().join("q5_0.tpk");
+    to_tpk(&model, &tpk, "q5_0");
+    let f = TpkFile::open(&tpk).expect("open");
+    // A fixed type copies exactly the tensors stored in that type (the embeddings, int8 by
+    // policy, are re-encoded); a different type re-encodes everything.
+    let rep = to_gguf(&tpk, &tmp.path().join("q5_0.gguf"), "q5_0");
+    let q5 = GgmlType::Q5_0.id();
+    for e in &rep.tensors {
+        let st = f.tensor(&e.name).expect("t").stages().expect("stages");
+        assert_eq!(
+            e.copied,
+            st == vec![Stage::Ggml { type_id: q5 }],
+            "{}",
+            e.name
+        );
+    }
+    let rep = to_gguf(&tpk, &tmp.path().join("q4_k.gguf"), "q4_k");
+    assert!(rep.tensors.iter().all(|e| !e.copied));
+}

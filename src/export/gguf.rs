@@ -239,15 +239,20 @@ fn encode_tensor_for_gguf(
                 _ => None,
             };
             if let Some(c) = copy_as {
-                let wanted = match ty {
-                    ExportType::Auto => true,
-                    ExportType::Fixed(f) => f == c,
+                // A fixed type is compared after its block-size fallback, so blocks that
+                // convert already fell back to are still copied.
+                let (wanted, from) = match ty {
+                    ExportType::Auto => (true, None),
+                    ExportType::Fixed(f) => {
+                        let eff = block_fallback(f, cols);
+                        (eff == c, (eff != f).then_some(f))
+                    }
                 };
                 if wanted {
                     let sec = t
                         .section(0)
                         .ok_or_else(|| Error::InvalidArgument(format!("{name}: no section")))?;
-                    return Ok((c, sec.bytes().to_vec(), true, None, 0.0));
+                    return Ok((c, sec.bytes().to_vec(), true, from, 0.0));
                 }
             }
         }
