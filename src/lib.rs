@@ -13,7 +13,9 @@ pub mod codec;
 pub mod convert;
 mod error;
 pub mod eval;
+pub mod export;
 pub mod format;
+pub mod import;
 pub mod inspect;
 
 pub use error::{Error, Result};

@@ -13,6 +13,8 @@ use super::out;
 pub enum Target {
     /// A Hugging Face folder: model.safetensors (or shards + index) and the side files.
     Safetensors,
+    /// A GGUF v3 file that llama.cpp loads (LLaMA-family metadata and tokenizer included).
+    Gguf,
 }
 
 /// Element types of the exported weights.
@@ -34,15 +36,24 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum)]
     pub to: Target,
-    /// Element type of the written weights.
+    /// Element type of the written weights (safetensors only).
     #[arg(long, value_enum, default_value_t = DtypeArg::F16)]
     pub dtype: DtypeArg,
-    /// Output folder (created if missing; files are replaced atomically, never the input).
+    /// Output: a folder for safetensors (created if missing), a file for gguf. Files are
+    /// replaced atomically, never the input.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Split the weights into shards of at most this many MiB (plus an index).
+    /// Split the weights into shards of at most this many MiB, plus an index (safetensors only).
     #[arg(long, value_name = "N")]
     pub max_shard_mb: Option<u64>,
+    /// GGUF tensor type (gguf only): auto (copy ggml blocks, else the smallest type no worse
+    /// than the tpk codec) or f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k,
+    /// q5_k, q6_k, iq4_nl, iq4_xs.
+    #[arg(long = "type", value_name = "TYPE", default_value = "auto")]
+    pub ty: String,
+    /// GGUF tensor data alignment, a power of two (gguf only).
+    #[arg(long, default_value_t = 32)]
+    pub alignment: u32,
     /// Worker threads for decoding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -64,6 +75,12 @@ pub fn run(a: Args) -> Result<()> {
         DtypeArg::Bf16 => ExportDtype::BF16,
     };
     match a.to {
+        Target::Gguf => super::gguf::export_gguf_cli(&super::gguf::GgufExportArgs {
+            file: &a.input,
+            output: &a.output,
+            ty: &a.ty,
+            alignment: a.alignment,
+        }),
         Target::Safetensors => {
             let opts = ExportOptions {
                 input: a.input,

@@ -2,6 +2,7 @@
 
 mod convert;
 mod export;
+mod gguf;
 mod inspect;
 
 use std::path::PathBuf;
@@ -35,13 +36,15 @@ enum Command {
     },
     /// Compress a safetensors model into a .tpk file.
     Convert(convert::Args),
-    /// Decode a .tpk file into another format (a Hugging Face safetensors folder).
+    /// Write a .tpk file as GGUF (for llama.cpp) or as a Hugging Face safetensors folder.
     Export(export::Args),
     /// Check every section's CRC32; names the first bad section.
     Verify {
         /// The .tpk file.
         file: PathBuf,
     },
+    /// Convert a GGUF file into a .tpk file or a safetensors folder.
+    Import(gguf::ImportArgs),
 }
 
 /// Tensor list order for `inspect`.
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify { file } => inspect::verify(&file),
         Command::Convert(a) => convert::run(a),
         Command::Export(a) => export::run(a),
+        Command::Import(a) => gguf::import_cli(&a),
     }
 }
 

@@ -212,7 +212,8 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
     }
 
     let mut w = TpkWriter::create_with(&opts.output, WriterOptions { protected })?;
-    w.set_metadata(&Value::Object(meta))?;
+    // The metadata is written last, so each tensor's measured error can be recorded in it
+    // (a GGUF export uses it to pick types no worse than the tpk codec).
     on_event(&Event::Start {
         tensors: plans.len(),
         source_bytes,
@@ -258,6 +259,13 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         st.signal += enc.signal;
         st.noise += enc.noise;
         elements += n as u64;
+        if let Some(e) = meta
+            .get_mut("policy")
+            .and_then(|p| p.get_mut("tensors"))
+            .and_then(|m| m.get_mut(&t.name))
+        {
+            e["rel_mse"] = json!(enc.rel_mse());
+        }
         on_event(&Event::Tensor {
             index: i,
             name: &t.name,
@@ -268,6 +276,7 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
             note: plan.note.as_deref(),
         });
     }
+    w.set_metadata(&Value::Object(meta))?;
     let file_size = w.finish()?;
     stats.sort_by(|a, b| b.elements.cmp(&a.elements).then(a.codec.cmp(&b.codec)));
     Ok(Summary {

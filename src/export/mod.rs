@@ -1,0 +1,3 @@
+//! Exports of `.tpk` files to other runtimes' formats.
+
+pub mod gguf;

@@ -1,0 +1,3 @@
+//! Imports of other runtimes' formats into `.tpk` files or plain safetensors.
+
+pub mod gguf;
