@@ -53,4 +53,23 @@ if [ ! -f "$assets/smooth-base/model.safetensors" ]; then
   rm -rf "$assets/smooth-base"
   mv "$assets/smooth-base.tmp" "$assets/smooth-base"
 fi
+# Once (stamp file): our tokenizer must reproduce llama.cpp's token ids exactly, and the smooth
+# base must compute the same function as the grid base (PPL equal to 4 significant digits).
+stamp="$assets/.checked-v1"
+if [ ! -f "$stamp" ]; then
+  text="$root/eval/enwiki_excerpt.txt"
+  echo "checking the tokenizer and the smooth base (two 48-window evals)..." >&2
+  "$tpk" eval "$assets/grid-base" --text "$text" --ctx 512 --chunks 48 --json \
+    --check-tokens "$root/eval/enwiki_excerpt.first24576.token-ids.txt" >"$assets/grid-base.eval.json"
+  "$tpk" eval "$assets/smooth-base" --text "$text" --ctx 512 --chunks 48 --json \
+    >"$assets/smooth-base.eval.json"
+  python3 - "$assets/grid-base.eval.json" "$assets/smooth-base.eval.json" <<'PY'
+import json, sys
+g, s = (json.load(open(p))["ppl"] for p in sys.argv[1:3])
+print(f"grid base PPL {g:.6f}, smooth base PPL {s:.6f}", file=sys.stderr)
+if f"{g:.4g}" != f"{s:.4g}":
+    sys.exit(f"fetch-eval-assets: smooth base PPL {s:.4g} != grid base PPL {g:.4g}")
+PY
+  touch "$stamp"
+fi
 echo "eval assets ready in $assets"

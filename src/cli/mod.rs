@@ -1,6 +1,7 @@
 //! Command-line parsing and the subcommands. Only this layer prints.
 
 mod convert;
+mod eval;
 mod inspect;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ enum Command {
     },
     /// Compress a safetensors model into a .tpk file.
     Convert(convert::Args),
+    /// Measure quality: perplexity, and with --baseline KL divergence and top-1 agreement.
+    Eval(eval::Args),
     /// Check every section's CRC32; names the first bad section.
     Verify {
         /// The .tpk file.
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => inspect::run(&file, json, tensors, sort),
         Command::Verify { file } => inspect::verify(&file),
         Command::Convert(a) => convert::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 
