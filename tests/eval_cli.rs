@@ -136,7 +136,6 @@ fn lossy_tpk_diverges_from_its_source() {
     let r = eval_json(&st, &lossy, Some(&st.model));
     let kld = f(&r, "kld_mean");
     assert!(kld > 0.0 && kld.is_finite(), "kld {kld}");
-    assert!(f(&r, "kld_p99") >= kld * 0.0);
     assert!(f(&r, "kld_max") >= f(&r, "kld_p99"));
     assert_ne!(f(&r, "ppl"), f(&r, "base_ppl"));
     // The baseline figures inside the comparison are the source's own.
@@ -183,9 +182,11 @@ fn token_check_passes_and_fails() {
 #[test]
 fn errors_exit_2_with_one_line() {
     let st = setup();
+    // The error is one line, the last one on stderr (progress lines may precede it).
     let one_line = |err: &str| {
-        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
-        assert!(err.starts_with("tpk: "), "{err}");
+        let errs: Vec<&str> = err.lines().filter(|l| l.starts_with("tpk: ")).collect();
+        assert_eq!(errs.len(), 1, "not one error line: {err:?}");
+        assert_eq!(err.trim_end().lines().last(), Some(errs[0]), "{err:?}");
     };
     // Missing model.
     let missing = st.root.join("nope.tpk");
@@ -219,4 +220,5 @@ fn errors_exit_2_with_one_line() {
     ]);
     assert_eq!(code, 2);
     one_line(&err);
+    assert!(err.contains("need at least one window"), "{err}");
 }
