@@ -8,7 +8,8 @@
 # usage: scripts/bench-quality.sh [--sweep] [--report-only]
 #   Every preset, in this order: tenpak_x int4_g32 int8 int4_opt pocketllm int4_residual
 #   int4_g128 int4_g64 int4_g16 int4_g8, at 48 windows. Each eval also runs the base's forward
-#   (measured: 355 tokens/s forward in release on 2 cores, ~2.5 min per 48-window eval), so a time budget (BUDGET_MIN, default 38 minutes,
+#   (measured: 355 tokens/s forward in release on 2 cores, ~2.5 min per 48-window eval),
+#   so a time budget (BUDGET_MIN, default 38 minutes,
 #   asset fetching excluded) stops before a run that would not finish in time; the skipped
 #   codecs are listed, and a second invocation completes them (results are cached).
 #   --sweep   adds a --codec sweep across bit widths at SWEEP_CHUNKS windows (default 16;

@@ -205,11 +205,33 @@ fn errors_exit_2_with_one_line() {
     assert_eq!(code, 2);
     one_line(&err);
     assert!(err.contains("--tokenizer"), "{err}");
+    // A .tpk converted from a folder without config.json cannot be evaluated.
+    let bare = st.root.join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::copy(
+        st.model.join("model.safetensors"),
+        bare.join("model.safetensors"),
+    )
+    .unwrap();
+    let bare_tpk = st.root.join("bare.tpk");
+    let (code, _, err) = tpk(&["convert", s(&bare), "-o", s(&bare_tpk), "--codec", "f32"]);
+    assert_eq!(code, 0, "{err}");
+    let tokjson = st.root.join("tok.json");
+    std::fs::write(&tokjson, tenpak_fixtures::tokenizer_json()).unwrap();
+    let (code, _, err) = tpk(&[
+        "eval",
+        s(&bare_tpk),
+        "--text",
+        s(&st.text),
+        "--tokenizer",
+        s(&tokjson),
+    ]);
+    assert_eq!(code, 2);
+    one_line(&err);
+    assert!(err.contains("no model config"), "{err}");
     // Too little text for one window.
     let short = st.root.join("short.txt");
     std::fs::write(&short, "ab").unwrap();
-    let tokjson = st.root.join("tok.json");
-    std::fs::write(&tokjson, tenpak_fixtures::tokenizer_json()).unwrap();
     let (code, _, err) = tpk(&[
         "eval",
         s(&st.model),
