@@ -53,4 +53,25 @@ if [ ! -f "$assets/smooth-base/model.safetensors" ]; then
   rm -rf "$assets/smooth-base"
   mv "$assets/smooth-base.tmp" "$assets/smooth-base"
 fi
+# Once (stamp file): our tokenizer must reproduce llama.cpp's token ids exactly, and the smooth
+# base must compute the same function as the grid base (PPL equal to 4 significant digits).
+stamp="$assets/.checked-v1"
+if [ ! -f "$stamp" ]; then
+  text="$root/eval/enwiki_excerpt.txt"
+  echo "checking the tokenizer and the smooth base (two 48-window evals)..." >&2
+  "$tpk" eval "$assets/grid-base" --text "$text" --ctx 512 --chunks 48 --json \
+    --check-tokens "$root/eval/enwiki_excerpt.first24576.token-ids.txt" >"$assets/grid-base.eval.json"
+  "$tpk" eval "$assets/smooth-base" --text "$text" --ctx 512 --chunks 48 --json \
+    >"$assets/smooth-base.eval.json"
+  python3 - "$assets/grid-base.eval.json" "$assets/smooth-base.eval.json" <<'PY'
+import json, math, sys
+g, s = (json.load(open(p))["ppl"] for p in sys.argv[1:3])
+print(f"grid base PPL {g:.6f}, smooth base PPL {s:.6f}", file=sys.stderr)
+# Equal to 4 significant digits: within half a unit of the 4th digit (no rounding-edge flukes).
+tol = 0.5 * 10 ** (math.floor(math.log10(g)) - 3)
+if not abs(g - s) <= tol:
+    sys.exit(f"fetch-eval-assets: smooth base PPL {s:.6f} differs from grid base PPL {g:.6f} by more than {tol}")
+PY
+  touch "$stamp"
+fi
 echo "eval assets ready in $assets"

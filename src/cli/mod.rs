@@ -3,6 +3,7 @@
 mod convert;
 mod export;
 mod gguf;
+mod eval;
 mod inspect;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Convert(convert::Args),
     /// Write a .tpk file as GGUF (for llama.cpp) or as a Hugging Face safetensors folder.
     Export(export::Args),
+    /// Measure quality: perplexity, and with --baseline KL divergence and top-1 agreement.
+    Eval(eval::Args),
     /// Check every section's CRC32; names the first bad section.
     Verify {
         /// The .tpk file.
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Export(a) => export::run(a),
         Command::Import(a) => gguf::import_cli(&a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 

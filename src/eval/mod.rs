@@ -11,12 +11,14 @@ pub mod config;
 pub mod model;
 pub mod ppl;
 pub mod score;
+pub mod source;
 pub mod tokenizer;
 
 pub use config::{ConfigError, LlamaConfig};
 pub use model::{LlamaModel, TensorF32, WeightSource};
 pub use ppl::{perplexity, EvalReport, PplConfig};
 pub use score::{score_position, PositionScore, ScoreSummary, Scores};
+pub use source::{open_model, OpenedModel, SafetensorsSource, SourceError, TpkSource};
 pub use tokenizer::{load_tokenizer, tokenizer_from_json, EvalTokenizer};
 
 /// Everything that can go wrong while evaluating; typed so the CLI can tell a bad input
