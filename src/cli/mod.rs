@@ -1,9 +1,9 @@
 //! Command-line parsing and the subcommands. Only this layer prints.
 
 mod convert;
+mod eval;
 mod export;
 mod gguf;
-mod eval;
 mod inspect;
 
 use std::path::PathBuf;
