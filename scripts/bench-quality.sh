@@ -5,28 +5,29 @@
 # <!-- quality:begin --> and <!-- quality:end --> and plots bpw vs KLD (with llama.cpp's
 # points from eval/llamacpp-anchors.md) into bench-quality.png beside it.
 #
-# usage: scripts/bench-quality.sh [--sweep] [--report-only]
+# usage: scripts/bench-quality.sh [--no-sweep] [--report-only]
 #   Every preset, in this order: tenpak_x int4_g32 int8 int4_opt pocketllm int4_residual
-#   int4_g128 int4_g64 int4_g16 int4_g8, at 48 windows. Each eval also runs the base's forward
-#   (measured: 355 tokens/s forward in release on 2 cores, ~2.5 min per 48-window eval),
-#   so a time budget (BUDGET_MIN, default 38 minutes,
-#   asset fetching excluded) stops before a run that would not finish in time; the skipped
-#   codecs are listed, and a second invocation completes them (results are cached).
-#   --sweep   adds a --codec sweep across bit widths at SWEEP_CHUNKS windows (default 16;
-#             the table marks those rows)
+#   int4_g128 int4_g64 int4_g16 int4_g8; then the ggml block types that llama.cpp's anchors
+#   use; then a --codec sweep across bit widths; all at 48 windows. The base's logits are
+#   computed once and saved (`tpk eval --save-logits`, 2.4 GB under $ASSETS/bench/base), so each
+#   row costs one forward pass of its own (~300 tokens/s on 2 cores: ~1.5 min per row).
+#   A time budget (BUDGET_MIN, default 38 minutes, asset fetching excluded) stops before a
+#   run that would not finish in time; the skipped codecs are listed, and a second invocation
+#   completes them (results are cached).
+#   --no-sweep     presets only (no ggml rows, no sweep)
 #   --report-only  rebuilds table and plot from the saved results
-# env: TPK (a tpk binary to use instead of building one), TENPAK_EVAL_ASSETS (default ./eval-assets), CHUNKS (48), SWEEP_CHUNKS (16), BUDGET_MIN (38)
+# env: TPK (a tpk binary to use instead of building one), TENPAK_EVAL_ASSETS (default ./eval-assets), CHUNKS (48), SWEEP_CHUNKS (= CHUNKS; rows with fewer windows are marked and run the base live), BUDGET_MIN (38)
 # Results are cached per codec in $ASSETS/bench/*.json (delete them to re-measure).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 assets=${TENPAK_EVAL_ASSETS:-$root/eval-assets}
 chunks=${CHUNKS:-48}
-sweep_chunks=${SWEEP_CHUNKS:-16}
+sweep_chunks=${SWEEP_CHUNKS:-$chunks}
 budget=$(( ${BUDGET_MIN:-38} * 60 ))
-sweep=0 report_only=0
+sweep=1 report_only=0
 for a in "$@"; do
   case "$a" in
-    --sweep) sweep=1 ;;
+    --no-sweep) sweep=0 ;;
     --report-only) report_only=1 ;;
     *) echo "bench-quality: unknown argument $a" >&2; exit 2 ;;
   esac
@@ -36,6 +37,7 @@ mkdir -p "$bench"
 
 presets=(tenpak_x int4_g32 int8 int4_opt pocketllm int4_residual int4_g128 int4_g64 int4_g16 int4_g8)
 sweep_specs=(
+  q8_0 q6_k q5_0 q4_k q4_0 iq4_nl
   "int:b=3,g=32" "int:b=5,g=32" "int:b=6,g=32" "int:b=2,g=16,opt"
   "lowrank:r=32,w+int:b=3,g=32" "lowrank:r=32,w+int:b=4,g=32" "lowrank:r=64,w+int:b=3,g=32"
 )
@@ -47,6 +49,19 @@ if [ "$report_only" = 0 ]; then
   tpk=${TPK:-$root/target/release/tpk}
   base="$assets/smooth-base"
   start=$SECONDS last=0 skipped=()
+  # The reference logits, once per window count: every row reads them instead of re-running
+  # the base (bit-identical figures, half the time).
+  base_logits() { # CHUNKS -> path
+    local n=$1 d="$bench/base"
+    mkdir -p "$d"
+    if [ ! -f "$d/c$n.logits" ]; then
+      echo "== smooth base: eval ($n windows), saving its logits" >&2
+      "$tpk" eval "$base" --text "$root/eval/enwiki_excerpt.txt" --ctx 512 --chunks "$n" \
+        --json --save-logits "$d/c$n.logits" >"$d/c$n.eval.json"
+    fi
+    echo "$d/c$n.logits"
+  }
+  ref=$(base_logits "$chunks")
   run() { # SPEC CHUNKS
     local spec=$1 n=$2 key out t0 t1 s0
     key=$(printf '%s' "$spec" | sed 's/[^A-Za-z0-9_]/_/g')
@@ -63,7 +78,8 @@ if [ "$report_only" = 0 ]; then
     t1=$(date +%s.%N)
     echo "== $spec: eval ($n windows)" >&2
     "$tpk" eval "$out" --text "$root/eval/enwiki_excerpt.txt" --ctx 512 --chunks "$n" \
-      --baseline "$base" --json >"$bench/$key.eval.json"
+      --baseline "$( [ "$n" = "$chunks" ] && echo "$ref" || echo "$base")" --json \
+      >"$bench/$key.eval.json"
     python3 - "$spec" "$out" "$t0" "$t1" "$bench/$key.eval.json" "$bench/$key.json" <<'PY'
 import json, os, sys
 spec, out, t0, t1, ev, dst = sys.argv[1:7]

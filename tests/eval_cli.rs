@@ -244,3 +244,57 @@ fn errors_exit_2_with_one_line() {
     one_line(&err);
     assert!(err.contains("need at least one window"), "{err}");
 }
+
+#[test]
+fn saved_logits_baseline_matches_the_live_baseline() {
+    let st = setup();
+    let lossy = convert(&st, "int4_g32");
+    let logits = st.root.join("base.logits");
+    let args = |m: &Path| {
+        vec![
+            "eval".to_string(),
+            s(m).to_string(),
+            "--text".into(),
+            s(&st.text).into(),
+            "--ctx".into(),
+            "64".into(),
+            "--chunks".into(),
+            "6".into(),
+            "--json".into(),
+        ]
+    };
+    let mut save = args(&st.model);
+    save.extend(["--save-logits".into(), s(&logits).into()]);
+    let save: Vec<&str> = save.iter().map(String::as_str).collect();
+    let (code, _, err) = tpk(&save);
+    assert_eq!(code, 0, "{err}");
+    let live = eval_json(&st, &lossy, Some(&st.model));
+    let saved = eval_json(&st, &lossy, Some(&logits));
+    for k in [
+        "ppl",
+        "base_ppl",
+        "kld_mean",
+        "kld_p99",
+        "top1_agree",
+        "delta_ppl_pct",
+    ] {
+        assert_eq!(f(&live, k), f(&saved, k), "{k}");
+    }
+    // Another window count is refused with one line naming the mismatch.
+    let mut other = args(&lossy);
+    other[7] = "5".into();
+    other.extend(["--baseline".into(), s(&logits).into()]);
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let (code, _, err) = tpk(&other);
+    assert_eq!(code, 2);
+    assert!(err.contains("windows"), "{err}");
+    // --save-logits never overwrites an input.
+    let before = std::fs::read(&st.text).unwrap();
+    let mut clobber = args(&lossy);
+    clobber.extend(["--save-logits".into(), s(&st.text).into()]);
+    let clobber: Vec<&str> = clobber.iter().map(String::as_str).collect();
+    let (code, _, err) = tpk(&clobber);
+    assert_eq!(code, 2);
+    assert!(err.contains("input"), "{err}");
+    assert_eq!(std::fs::read(&st.text).unwrap(), before);
+}

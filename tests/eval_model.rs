@@ -498,3 +498,186 @@ fn smollm2_shape_throughput() {
         rayon::current_num_threads()
     );
 }
+
+/// A baseline read back from `--save-logits` gives exactly the figures of the live baseline
+/// model, and a file saved for another run is refused.
+#[test]
+fn saved_baseline_logits_equal_the_live_baseline() {
+    use tenpak::eval::{logits_shape, perplexity_with, Baseline, LogitsReader, LogitsWriter};
+    let (cfg, w) = build(&TINY, 31);
+    let base = LlamaModel::load(&cfg, &w).unwrap();
+    let (_, w2) = build(&TINY, 32);
+    let other = LlamaModel::load(&cfg, &w2).unwrap();
+    let toks = tokens(70, TINY.vocab, 33);
+    let pc = PplConfig {
+        ctx: 16,
+        chunks: Some(4),
+        bos: Some(1),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("base.logits");
+    let shape = logits_shape(&toks, &pc, TINY.vocab).unwrap();
+    let mut wr = LogitsWriter::create(&file, shape).unwrap();
+    let own = perplexity_with(&base, &toks, &pc, None, Some(&mut wr), &mut |_, _| {}).unwrap();
+    wr.finish().unwrap();
+    // 64-byte header + 4 windows x 7 scored rows (positions 8..15) x vocab f32.
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(len, 64 + 4 * 7 * TINY.vocab as u64 * 4);
+    let live = perplexity(&other, &toks, &pc, Some(&base), &mut |_, _| {}).unwrap();
+    let mut r = LogitsReader::open(&file).unwrap();
+    let saved = perplexity_with(
+        &other,
+        &toks,
+        &pc,
+        Some(Baseline::Saved(&mut r)),
+        None,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(live.stats, saved.stats);
+    assert_eq!(saved.stats.base_ppl, Some(own.stats.ppl));
+    assert!(saved.stats.kld_mean.unwrap() > 0.0);
+
+    // Another text, ctx, BOS or window count is refused before any forward pass.
+    let mut moved = toks.clone();
+    moved[20] = (moved[20] + 1) % TINY.vocab as u32;
+    for (t, c) in [
+        (&moved, pc.clone()),
+        (
+            &toks,
+            PplConfig {
+                ctx: 14,
+                ..pc.clone()
+            },
+        ),
+        (
+            &toks,
+            PplConfig {
+                bos: None,
+                ..pc.clone()
+            },
+        ),
+        (
+            &toks,
+            PplConfig {
+                chunks: Some(3),
+                ..pc.clone()
+            },
+        ),
+    ] {
+        let mut r = LogitsReader::open(&file).unwrap();
+        let e = perplexity_with(
+            &other,
+            t,
+            &c,
+            Some(Baseline::Saved(&mut r)),
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EvalError::Logits(tenpak::eval::LogitsError::Mismatch { .. })
+            ),
+            "{e}"
+        );
+    }
+}
+
+/// Each way a saved-logits file can be broken has its own error.
+#[test]
+fn saved_logits_errors() {
+    use tenpak::eval::logits::LogitsHeader;
+    use tenpak::eval::{LogitsError as E, LogitsReader, LogitsShape, LogitsWriter};
+    use zerocopy::{FromBytes, IntoBytes};
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    let shape = LogitsShape {
+        ctx: 8,
+        first: 4,
+        n_windows: 2,
+        vocab: 5,
+        tokens_crc: 7,
+    };
+    let mut w = LogitsWriter::create(&good, shape).unwrap();
+    assert!(matches!(w.push_window(&[0.0; 14]), Err(E::BadField { .. })));
+    w.push_window(&[1.5; 15]).unwrap();
+    // Unfinished files are refused and leave nothing behind.
+    assert!(matches!(w.finish(), Err(E::BadField { .. })));
+    assert!(!good.exists());
+    let mut w = LogitsWriter::create(&good, shape).unwrap();
+    w.push_window(&[1.5; 15]).unwrap();
+    w.push_window(&[-2.0; 15]).unwrap();
+    w.finish().unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let mut r = LogitsReader::open(&good).unwrap();
+    assert_eq!(r.shape(), shape);
+    assert_eq!(r.next_window().unwrap(), vec![1.5; 15]);
+    assert_eq!(r.next_window().unwrap(), vec![-2.0; 15]);
+    assert!(matches!(r.next_window(), Err(E::BadField { .. })));
+
+    let reseal = |h: &mut LogitsHeader| {
+        h.crc = crc32fast::hash(&h.as_bytes()[..60]).into();
+    };
+    let case = |name: &str, b: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        LogitsReader::open(&p).err().expect("must be refused")
+    };
+    assert!(matches!(
+        case("short", &bytes[..63]),
+        E::Truncated { len: 63, .. }
+    ));
+    let mut m = bytes.clone();
+    m[1] = b'X';
+    assert!(matches!(case("magic", &m), E::BadMagic { .. }));
+    let mut m = bytes.clone();
+    m[70] ^= 1; // data bytes carry no checksum; the header's does
+    assert!(LogitsReader::open(&{
+        let p = dir.path().join("data");
+        std::fs::write(&p, &m).unwrap();
+        p
+    })
+    .is_ok());
+    let mut m = bytes.clone();
+    m[20] ^= 1;
+    assert!(matches!(case("crc", &m), E::HeaderCrc { .. }));
+    let edit = |f: &dyn Fn(&mut LogitsHeader)| {
+        let mut m = bytes.clone();
+        let mut h = LogitsHeader::read_from_bytes(&m[..64]).unwrap();
+        f(&mut h);
+        reseal(&mut h);
+        m[..64].copy_from_slice(h.as_bytes());
+        m
+    };
+    assert!(matches!(
+        case("version", &edit(&|h| h.version = 2.into())),
+        E::Version { version: 2, .. }
+    ));
+    for (field, m) in [
+        ("ctx", edit(&|h| h.ctx = 3.into())),
+        ("first", edit(&|h| h.first = 7.into())),
+        ("rows", edit(&|h| h.rows = 2.into())),
+        ("n_windows", edit(&|h| h.n_windows = 0.into())),
+        ("vocab", edit(&|h| h.vocab = (1 << 22).into())),
+        ("reserved", edit(&|h| h.reserved[3] = 1)),
+    ] {
+        match case(field, &m) {
+            E::BadField { field: f, .. } => assert_eq!(f, field),
+            e => panic!("{field}: {e}"),
+        }
+    }
+    // A header that promises more data than the file holds.
+    assert!(matches!(
+        case("size", &edit(&|h| h.n_windows = 3.into())),
+        E::Size { expected, .. } if expected == 64 + 3 * 15 * 4
+    ));
+    let mut m = bytes.clone();
+    m.push(0);
+    assert!(matches!(case("long", &m), E::Size { .. }));
+    assert!(matches!(
+        LogitsReader::open(&dir.path().join("missing")),
+        Err(E::Io { .. })
+    ));
+}

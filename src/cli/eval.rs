@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use tenpak::eval::logits::LOGITS_MAGIC;
 use tenpak::eval::{
-    load_tokenizer, open_model, perplexity, tokenizer_from_json, EvalReport, EvalTokenizer,
-    LlamaConfig, LlamaModel, PplConfig,
+    load_tokenizer, logits_shape, open_model, perplexity_with, tokenizer_from_json, Baseline,
+    EvalReport, EvalTokenizer, LlamaConfig, LlamaModel, LogitsReader, LogitsWriter, PplConfig,
 };
 
 use super::out;
@@ -34,9 +35,15 @@ pub struct Args {
     /// Evaluate only the first N windows (all complete windows by default).
     #[arg(long)]
     pub chunks: Option<usize>,
-    /// Reference model (.tpk or safetensors) for KL divergence, top-1 agreement and ΔPPL.
+    /// Reference for KL divergence, top-1 agreement and ΔPPL: a model (.tpk or safetensors),
+    /// or a logits file saved by `--save-logits` on the same text, ctx and chunks (much
+    /// faster: the reference model is not run again).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Save this model's scored logits (exact f32, ~(ctx/2) * vocab * 4 bytes per window) to
+    /// FILE for later use as `--baseline FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub save_logits: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +93,32 @@ fn check_tokens(tokens: &[u32], path: &Path) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Whether `path` is a file that starts with the saved-logits magic.
+fn is_saved_logits(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == LOGITS_MAGIC
+}
+
+/// Refuses a `--save-logits` target that is one of the run's inputs.
+fn check_not_input(target: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(t) = target.canonicalize() else {
+        return Ok(()); // does not exist yet, so it is no input
+    };
+    for i in inputs {
+        if i.canonicalize().is_ok_and(|c| c == t) {
+            bail!(
+                "--save-logits {} is an input of this run; refusing to overwrite it",
+                target.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn load_model(path: &Path, what: &str) -> Result<(LlamaModel, tenpak::eval::OpenedModel)> {
@@ -172,22 +205,48 @@ pub fn run(a: Args) -> Result<()> {
         .bos_for_eval(opened.tokenizer_config.as_ref(), model.config())
         .context("deciding BOS")?;
     drop(opened);
-    let baseline = match &a.baseline {
-        Some(p) => Some(load_model(p, "baseline")?.0),
-        None => None,
-    };
     let cfg = PplConfig {
         ctx: a.ctx,
         chunks: a.chunks,
         bos,
     };
+    let mut saved_base = None;
+    let mut base_model = None;
+    if let Some(p) = &a.baseline {
+        if is_saved_logits(p) {
+            let r = LogitsReader::open(p)?;
+            r.check(&logits_shape(&tokens, &cfg, model.vocab_size())?)?;
+            saved_base = Some(r);
+        } else {
+            base_model = Some(load_model(p, "baseline")?.0);
+        }
+    }
+    let baseline = match (&mut saved_base, &base_model) {
+        (Some(r), _) => Some(Baseline::Saved(r)),
+        (None, Some(m)) => Some(Baseline::Model(m)),
+        (None, None) => None,
+    };
+    let mut writer = match &a.save_logits {
+        Some(p) => {
+            let mut inputs = vec![a.model.as_path(), a.text.as_path()];
+            inputs.extend(a.baseline.as_deref());
+            inputs.extend(a.tokenizer.as_deref());
+            check_not_input(p, &inputs)?;
+            Some(LogitsWriter::create(
+                p,
+                logits_shape(&tokens, &cfg, model.vocab_size())?,
+            )?)
+        }
+        None => None,
+    };
     let mut last = std::time::Instant::now();
     let start = last;
-    let report = perplexity(
+    let report = perplexity_with(
         &model,
         &tokens,
         &cfg,
-        baseline.as_ref(),
+        baseline,
+        writer.as_mut(),
         &mut |done, total| {
             let now = std::time::Instant::now();
             if done == total || now.duration_since(last).as_secs_f64() >= 2.0 {
@@ -200,6 +259,10 @@ pub fn run(a: Args) -> Result<()> {
         },
     )
     .context("evaluating")?;
+    if let (Some(w), Some(p)) = (writer, &a.save_logits) {
+        w.finish()?;
+        eprintln!("saved the scored logits to {}", p.display());
+    }
     if a.json {
         let mut s = serde_json::to_string_pretty(&report)?;
         s.push('\n');

@@ -8,6 +8,7 @@
 //! evaluation text into ids.
 
 pub mod config;
+pub mod logits;
 pub mod model;
 pub mod ppl;
 pub mod score;
@@ -15,8 +16,9 @@ pub mod source;
 pub mod tokenizer;
 
 pub use config::{ConfigError, LlamaConfig};
+pub use logits::{LogitsError, LogitsReader, LogitsShape, LogitsWriter};
 pub use model::{LlamaModel, TensorF32, WeightSource};
-pub use ppl::{perplexity, EvalReport, PplConfig};
+pub use ppl::{logits_shape, perplexity, perplexity_with, Baseline, EvalReport, PplConfig};
 pub use score::{score_position, PositionScore, ScoreSummary, Scores};
 pub use source::{open_model, OpenedModel, SafetensorsSource, SourceError, TpkSource};
 pub use tokenizer::{load_tokenizer, tokenizer_from_json, EvalTokenizer};
@@ -98,6 +100,9 @@ pub enum EvalError {
     /// The tokenizer could not be loaded or failed to encode.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A saved-logits baseline file is unusable or was saved for another run.
+    #[error("saved logits: {0}")]
+    Logits(#[from] LogitsError),
     /// Reading a file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

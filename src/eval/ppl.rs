@@ -5,6 +5,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::logits::{windows_crc, LogitsReader, LogitsShape, LogitsWriter};
 use super::model::MAX_SEQ;
 use super::{score_position, EvalError, LlamaModel, ScoreSummary, Scores};
 
@@ -39,6 +40,15 @@ pub struct EvalReport {
     pub seconds_total: f64,
 }
 
+/// Where the reference logits come from.
+pub enum Baseline<'a> {
+    /// Run this model on every window.
+    Model(&'a LlamaModel),
+    /// Read them from a file saved by an earlier run (see [`super::logits`]); the figures are
+    /// bit-identical to running the model that saved it.
+    Saved(&'a mut LogitsReader),
+}
+
 /// Evaluates `model` on `tokens` window by window (and `baseline` on the same windows, for KLD
 /// and top-1 agreement), holding at most one window of logits per model in memory.
 /// `progress(done, total)` is called after each window.
@@ -49,36 +59,82 @@ pub fn perplexity(
     baseline: Option<&LlamaModel>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport, EvalError> {
-    let start = Instant::now();
+    perplexity_with(
+        model,
+        tokens,
+        cfg,
+        baseline.map(Baseline::Model),
+        None,
+        progress,
+    )
+}
+
+/// The shape a saved-logits file for this run must have (see [`super::logits`]).
+pub fn logits_shape(
+    tokens: &[u32],
+    cfg: &PplConfig,
+    vocab: usize,
+) -> Result<LogitsShape, EvalError> {
+    let n_windows = n_windows(tokens, cfg)?;
+    let too_big = |what: &str| EvalError::Params(format!("{what} does not fit a u32"));
+    Ok(LogitsShape {
+        ctx: u32::try_from(cfg.ctx).map_err(|_| too_big("ctx"))?,
+        first: u32::try_from(cfg.ctx / 2).map_err(|_| too_big("ctx"))?,
+        n_windows: u32::try_from(n_windows).map_err(|_| too_big("window count"))?,
+        vocab: u32::try_from(vocab).map_err(|_| too_big("vocab"))?,
+        tokens_crc: windows_crc(tokens, cfg.ctx, n_windows, cfg.bos),
+    })
+}
+
+fn n_windows(tokens: &[u32], cfg: &PplConfig) -> Result<usize, EvalError> {
     let ctx = cfg.ctx;
     if !(4..=MAX_SEQ).contains(&ctx) {
         return Err(EvalError::Params(format!(
             "ctx must be within 4..={MAX_SEQ}, got {ctx}"
         )));
     }
+    let mut n = tokens.len() / ctx;
+    if let Some(c) = cfg.chunks {
+        n = n.min(c);
+    }
+    if n == 0 {
+        return Err(EvalError::TooFewTokens {
+            have: tokens.len(),
+            need: ctx,
+        });
+    }
+    Ok(n)
+}
+
+/// [`perplexity`] with a baseline from either source, and optionally saving this model's
+/// scored logits to `save` (which must have been created with [`logits_shape`] of this run)
+/// so that later runs can use them as a [`Baseline::Saved`].
+pub fn perplexity_with(
+    model: &LlamaModel,
+    tokens: &[u32],
+    cfg: &PplConfig,
+    mut baseline: Option<Baseline<'_>>,
+    mut save: Option<&mut LogitsWriter>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport, EvalError> {
+    let start = Instant::now();
+    let ctx = cfg.ctx;
+    let n_windows = n_windows(tokens, cfg)?;
     let vocab = model.vocab_size();
-    if let Some(b) = baseline {
-        if b.vocab_size() != vocab {
+    match &baseline {
+        Some(Baseline::Model(b)) if b.vocab_size() != vocab => {
             return Err(EvalError::VocabMismatch {
                 model: vocab,
                 base: b.vocab_size(),
             });
         }
+        Some(Baseline::Saved(r)) => r.check(&logits_shape(tokens, cfg, vocab)?)?,
+        _ => {}
     }
     if let Some(bos) = cfg.bos {
         if bos as usize >= vocab {
             return Err(EvalError::TokenOutOfRange { token: bos, vocab });
         }
-    }
-    let mut n_windows = tokens.len() / ctx;
-    if let Some(c) = cfg.chunks {
-        n_windows = n_windows.min(c);
-    }
-    if n_windows == 0 {
-        return Err(EvalError::TooFewTokens {
-            have: tokens.len(),
-            need: ctx,
-        });
     }
     let first = ctx / 2;
     let mut scores = Scores::default();
@@ -92,9 +148,15 @@ pub fn perplexity(
         let t0 = Instant::now();
         let logits = model.forward_from(&window, first)?;
         model_secs += t0.elapsed().as_secs_f64();
-        let base_logits = baseline
-            .map(|b| b.forward_from(&window, first))
-            .transpose()?;
+        let scored = (ctx - 1 - first) * vocab;
+        if let Some(w) = save.as_deref_mut() {
+            w.push_window(&logits[..scored])?;
+        }
+        let base_logits = match baseline.as_mut() {
+            None => None,
+            Some(Baseline::Model(b)) => Some(b.forward_from(&window, first)?),
+            Some(Baseline::Saved(r)) => Some(r.next_window()?),
+        };
         // Positions are scored in parallel but collected in order: the result does not depend
         // on the thread count.
         let window_scores: Vec<_> = (first..ctx - 1)
