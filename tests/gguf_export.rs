@@ -206,3 +206,73 @@ fn fixed_type_copies_only_blocks_of_that_type() {
     let rep = to_gguf(&tpk, &tmp.path().join("q4_k.gguf"), "q4_k");
     assert!(rep.tensors.iter().all(|e| !e.copied));
 }
+
+/// `tpk export --to gguf` end to end: the file the CLI writes is the library's, the chosen
+/// types are reported, and bad arguments exit 2 with one line and no output file.
+#[test]
+fn cli_export_to_gguf() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = wide(&tmp.path().join("wide"));
+    let tpk = tmp.path().join("q4k.tpk");
+    to_tpk(&model, &tpk, "q4_k");
+    let lib = tmp.path().join("lib.gguf");
+    to_gguf(&tpk, &lib, "auto");
+    let cli = tmp.path().join("cli.gguf");
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_tpk"))
+            .args(args)
+            .output()
+            .expect("tpk runs")
+    };
+    let o = run(&[
+        "export".as_ref(),
+        tpk.as_os_str(),
+        "--to".as_ref(),
+        "gguf".as_ref(),
+        "-o".as_ref(),
+        cli.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("copied bit-exact"), "{text}");
+    assert_eq!(
+        std::fs::read(&cli).expect("cli file"),
+        std::fs::read(&lib).expect("lib file"),
+        "the CLI and the library write the same bytes"
+    );
+    let g = GgufFile::open(&cli).expect("our GGUF reads back");
+    assert!(g
+        .tensors()
+        .iter()
+        .any(|t| GgmlType::from_id(t.ggml_type) == Some(GgmlType::Q4K)));
+
+    let bad = tmp.path().join("bad.gguf");
+    for extra in [&["--type", "q9_9"][..], &["--alignment", "3"][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "export".as_ref(),
+            tpk.as_os_str(),
+            "--to".as_ref(),
+            "gguf".as_ref(),
+            "-o".as_ref(),
+            bad.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|s| -> &std::ffi::OsStr { s.as_ref() }));
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{extra:?}: {err}");
+        assert!(!bad.exists());
+    }
+    // Never over the input.
+    let o = run(&[
+        "export".as_ref(),
+        tpk.as_os_str(),
+        "--to".as_ref(),
+        "gguf".as_ref(),
+        "-o".as_ref(),
+        tpk.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(TpkFile::open(&tpk).is_ok(), "the input is intact");
+}

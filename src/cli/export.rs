@@ -36,9 +36,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum)]
     pub to: Target,
-    /// Element type of the written weights (safetensors only).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F16)]
-    pub dtype: DtypeArg,
+    /// Element type of the written weights (safetensors only; default f16).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
     /// Output: a folder for safetensors (created if missing), a file for gguf. Files are
     /// replaced atomically, never the input.
     #[arg(short, long)]
@@ -49,11 +49,11 @@ pub struct Args {
     /// GGUF tensor type (gguf only): auto (copy ggml blocks, else the smallest type no worse
     /// than the tpk codec) or f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k,
     /// q5_k, q6_k, iq4_nl, iq4_xs.
-    #[arg(long = "type", value_name = "TYPE", default_value = "auto")]
-    pub ty: String,
-    /// GGUF tensor data alignment, a power of two (gguf only).
-    #[arg(long, default_value_t = 32)]
-    pub alignment: u32,
+    #[arg(long = "type", value_name = "TYPE")]
+    pub ty: Option<String>,
+    /// GGUF tensor data alignment, a power of two (gguf only; default 32).
+    #[arg(long)]
+    pub alignment: Option<u32>,
     /// Worker threads for decoding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -69,7 +69,16 @@ pub fn run(a: Args) -> Result<()> {
         ),
         None => None,
     };
-    let dtype = match a.dtype {
+    match a.to {
+        Target::Gguf if a.dtype.is_some() || a.max_shard_mb.is_some() => {
+            anyhow::bail!("--dtype and --max-shard-mb apply to --to safetensors only")
+        }
+        Target::Safetensors if a.ty.is_some() || a.alignment.is_some() => {
+            anyhow::bail!("--type and --alignment apply to --to gguf only")
+        }
+        _ => {}
+    }
+    let dtype = match a.dtype.unwrap_or(DtypeArg::F16) {
         DtypeArg::F32 => ExportDtype::F32,
         DtypeArg::F16 => ExportDtype::F16,
         DtypeArg::Bf16 => ExportDtype::BF16,
@@ -78,8 +87,8 @@ pub fn run(a: Args) -> Result<()> {
         Target::Gguf => super::gguf::export_gguf_cli(&super::gguf::GgufExportArgs {
             file: &a.input,
             output: &a.output,
-            ty: &a.ty,
-            alignment: a.alignment,
+            ty: a.ty.as_deref().unwrap_or("auto"),
+            alignment: a.alignment.unwrap_or(32),
         }),
         Target::Safetensors => {
             let opts = ExportOptions {
