@@ -107,7 +107,12 @@ fn inspect_json_states_real_size_and_bpw() {
 #[test]
 fn inspect_text_fits_80_columns() {
     let dir = tempfile::tempdir().unwrap();
-    let p = sample(dir.path());
+    // A long path must be shortened, not push the first line past 80 columns.
+    let deep = dir
+        .path()
+        .join("a-rather-long-folder-name-for-the-eighty-column-check/and-one-more-level");
+    std::fs::create_dir_all(&deep).unwrap();
+    let p = sample(&deep);
     for sort in ["bpw", "size", "name"] {
         let (code, out, _) = tpk(&["inspect", "--tensors", "--sort", sort, p.to_str().unwrap()]);
         assert_eq!(code, 0);

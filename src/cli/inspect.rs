@@ -103,14 +103,13 @@ fn group_table(s: &mut String, title: &str, groups: &[GroupReport], total_bytes:
 
 fn text(path: &Path, r: &Report, list: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{}: .tpk {}, {} tensors, {} weights",
-        fit(&path.display().to_string(), 40),
-        r.version,
-        r.tensor_count,
-        r.elements
+    let rest = format!(
+        ".tpk {}, {} tensors, {} weights",
+        r.version, r.tensor_count, r.elements
     );
+    // The path takes what the 80-column line leaves (at least 20 columns).
+    let room = 78usize.saturating_sub(rest.chars().count()).max(20);
+    let _ = writeln!(s, "{}: {rest}", fit(&path.display().to_string(), room));
     if list {
         let _ = writeln!(
             s,
