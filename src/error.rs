@@ -211,6 +211,15 @@ pub enum Error {
         /// The type asked for.
         requested: &'static str,
     },
+    /// A buffer the input asks for could not be allocated (a small file may declare a huge
+    /// tensor, for example a low-rank stage's `rows x cols`).
+    #[error("out of memory: {what} needs {bytes} bytes")]
+    OutOfMemory {
+        /// What the buffer was for.
+        what: String,
+        /// Bytes requested.
+        bytes: u64,
+    },
     /// The writer was asked to write over one of its own inputs.
     #[error("refusing to overwrite the input file {0}")]
     OverwritesInput(PathBuf),

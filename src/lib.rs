@@ -15,6 +15,7 @@ mod error;
 pub mod eval;
 pub mod export;
 pub mod format;
+pub mod fuzz;
 pub mod import;
 pub mod inspect;
 

@@ -301,11 +301,18 @@ impl<'a> TensorView<'a> {
             })
     }
 
-    /// Decodes the whole tensor into a new vector.
+    /// Decodes the whole tensor into a new vector. A shape too large to allocate (a small
+    /// low-rank tensor may declare 2^48 elements) is [`Error::OutOfMemory`], not an abort.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
-        let n = usize::try_from(self.n_elements())
-            .map_err(|_| Error::InvalidArgument("tensor too large".into()))?;
-        let mut v = vec![0f32; n];
+        let n_elements = self.n_elements();
+        let oom = || Error::OutOfMemory {
+            what: format!("decoded tensor {:?}", self.name()),
+            bytes: n_elements.saturating_mul(4),
+        };
+        let n = usize::try_from(n_elements).map_err(|_| oom())?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| oom())?;
+        v.resize(n, 0f32);
         self.dequantize_into(&mut v)?;
         Ok(v)
     }
