@@ -478,3 +478,26 @@ fn read_big_model_tensor_by_tensor() {
         t0.elapsed()
     );
 }
+
+/// Releasing a tensor's pages is advisory: the same values read back afterwards, including
+/// through a raw slice taken before the release; a foreign tensor is refused.
+#[test]
+fn release_keeps_values_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    tenpak_fixtures::write_llama_tiny(dir.path(), tenpak_fixtures::Dtype::F16).unwrap();
+    let m = SafetensorsModel::open(dir.path()).unwrap();
+    for t in m.tensors() {
+        let raw = m.raw_bytes(t).unwrap();
+        let before = raw.to_vec();
+        let mut a = vec![0f32; t.numel()];
+        m.read_f32_into(t, &mut a, false).unwrap();
+        m.release(t).unwrap();
+        assert_eq!(raw, &before[..], "{}: raw slice unchanged", t.name);
+        let mut b = vec![0f32; t.numel()];
+        m.read_f32_into(t, &mut b, false).unwrap();
+        assert_eq!(a, b, "{}", t.name);
+    }
+    let mut forged = m.tensors()[0].clone();
+    forged.byte_range.end += 1;
+    assert!(m.release(&forged).is_err());
+}

@@ -227,6 +227,9 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         buf.clear();
         buf.resize(n, 0.0);
         model.read_f32_into(t, &mut buf, opts.allow_nonfinite)?;
+        // The f32 working copy is all the encoder needs: drop the source pages so peak RSS
+        // stays near the largest tensor rather than the model size.
+        model.release(t)?;
         let enc = encode_tensor(&t.name, &buf, &plan.shape, &plan.stages)?;
         let mut ids = Vec::with_capacity(enc.sections.len());
         let mut stored = 0u64;

@@ -344,6 +344,33 @@ impl SafetensorsModel {
         Ok(&map[t.byte_range.start as usize..t.byte_range.end as usize])
     }
 
+    /// Tells the kernel the tensor's source pages are no longer needed, so a convert that
+    /// reads each tensor once does not keep the whole mapped model resident (peak RSS would
+    /// otherwise grow to the model's size). Purely advisory: a later read of the same bytes
+    /// faults them back in from the file. Errors of the advice itself are ignored.
+    pub fn release(&self, info: &TensorInfo) -> Result<()> {
+        let t = self.own(info)?;
+        #[cfg(unix)]
+        {
+            let map = &self.shards[t.shard].map;
+            let start = t.byte_range.start as usize;
+            let len = (t.byte_range.end - t.byte_range.start) as usize;
+            // SAFETY: `map` is a read-only mapping of a file we never write through, so it has
+            // no private dirty pages: MADV_DONTNEED only drops clean pages, and any later
+            // access, including through a slice handed out by `raw_bytes` that is still alive,
+            // faults the same file bytes back in. No reference can observe a change (the
+            // zero-fill semantics of DONTNEED apply to anonymous memory, not to file-backed
+            // maps). The range was validated at open to lie inside the map; memmap2 aligns its
+            // start down to a page, which at worst also drops clean pages of a neighbour.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = t;
+        Ok(())
+    }
+
     /// Converts the whole tensor to f32 into `out` (length must equal the element count).
     ///
     /// F16 and BF16 widen exactly. NaN or infinity is refused with [`SafetensorsError::NonFinite`]
