@@ -101,13 +101,21 @@ pub fn encode_tensor(
         )
     });
     let importance = needs_importance.then(|| column_importance(x, m));
-    let mut residual = x.to_vec();
+    // The residual is copied only when a later stage needs it: the last stage's error is
+    // summed from `residual - decoded` directly (the same f32 subtraction), which saves one
+    // full-size copy for single-stage codecs.
+    let mut residual: std::borrow::Cow<'_, [f32]> = std::borrow::Cow::Borrowed(x);
     let mut decoded = vec![0f32; x.len()];
     let mut sections = Vec::with_capacity(want.len());
-    for &stage in stages {
+    for (i, &stage) in stages.iter().enumerate() {
         let secs = encode_stage(&residual, m, stage, importance.as_deref())?;
         decode_stage_owned(&secs, m, stage, &mut decoded)?;
+        if i + 1 == stages.len() {
+            sections.extend(secs);
+            break;
+        }
         residual
+            .to_mut()
             .par_chunks_mut(ROW_CHUNK * cols.max(1))
             .zip(decoded.par_chunks(ROW_CHUNK * cols.max(1)))
             .for_each(|(r, d)| {
@@ -120,7 +128,18 @@ pub fn encode_tensor(
     for (s, w) in sections.iter().zip(&want) {
         check_section(name, s, w)?;
     }
-    let noise: f64 = residual.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let noise: f64 = if stages.is_empty() {
+        residual.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+    } else {
+        residual
+            .iter()
+            .zip(&decoded)
+            .map(|(&r, &d)| {
+                let v = r - d;
+                f64::from(v) * f64::from(v)
+            })
+            .sum()
+    };
     Ok(EncodedTensor {
         stages: stages.to_vec(),
         sections,
