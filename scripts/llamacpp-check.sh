@@ -62,9 +62,11 @@ if [ ! -x "$bin/llama-perplexity" ] || [ ! -x "$bin/llama-tokenize" ]; then
   echo "== building llama.cpp (llama-perplexity, llama-tokenize)" >&2
   cmake -S "$llama" -B "$llama/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF >"$cache/cmake-configure.log"
+    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF >"$cache/cmake-configure.log" 2>&1 ||
+    { tail -20 "$cache/cmake-configure.log" >&2; exit 1; }
   nice -n 10 cmake --build "$llama/build" -j2 \
-    --target llama-perplexity llama-tokenize >"$cache/cmake-build.log"
+    --target llama-perplexity llama-tokenize >"$cache/cmake-build.log" 2>&1 ||
+    { tail -20 "$cache/cmake-build.log" >&2; exit 1; }
 fi
 echo "llama.cpp: $("$bin/llama-perplexity" --version 2>&1 | grep -m1 -i 'version\|build' || true)" >&2
 
