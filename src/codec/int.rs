@@ -19,7 +19,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::bits;
-use super::kernels::{self, Affine, Backend};
+use super::kernels::{self, Backend};
 use super::stage::{check_rows, Mode, StageError};
 
 /// Largest group size; bounds the per-group scratch buffers.
@@ -141,21 +141,6 @@ struct GroupFit {
     s: f16,
     m: f16,
     err: f64,
-}
-
-/// The affine map the decoder will apply for these f16 params.
-fn affine(sym: bool, bits: u8, s: f16, m: f16) -> Affine {
-    if sym {
-        Affine::Sym {
-            s: s.to_f32(),
-            half: 1 << (bits - 1),
-        }
-    } else {
-        Affine::Asym {
-            s: s.to_f32(),
-            m: m.to_f32(),
-        }
-    }
 }
 
 /// Nearest codes for `x` under (s, m) as decoded, written to `q`; returns the
@@ -403,30 +388,30 @@ pub fn decode_rows_with(
     if need_out == 0 {
         return Ok(());
     }
-    let g = p.group;
     let gn = lay.groups_per_row;
     let gb = p.group_bytes();
-    for (orow, r) in out.chunks_exact_mut(cols).zip(rows) {
-        let crow = &enc.codes[r * gn * gb..(r + 1) * gn * gb];
-        for gi in 0..gn {
-            let k = r * gn + gi;
-            let m = if p.symmetric {
-                f16::ZERO
-            } else {
-                enc.offsets[k]
-            };
-            let aff = affine(p.symmetric, p.bits, enc.scales[k], m);
-            let c0 = gi * g;
-            let c1 = (c0 + g).min(cols);
-            kernels::int_group(
-                be,
-                p.bits,
-                &crow[gi * gb..(gi + 1) * gb],
-                aff,
-                &mut orow[c0..c1],
-                mode,
-            );
-        }
+    // Both products are bounded by the layout sizes checked above.
+    let (k0, k1) = (rows.start * gn, rows.end * gn);
+    let ok = kernels::int_rows(
+        be,
+        p.bits,
+        p.group,
+        p.symmetric,
+        &enc.codes[k0 * gb..k1 * gb],
+        &enc.scales[k0..k1],
+        if p.symmetric {
+            &[]
+        } else {
+            &enc.offsets[k0..k1]
+        },
+        cols,
+        out,
+        mode,
+    );
+    if !ok {
+        return Err(StageError::InvalidParams(
+            "int buffers do not match the layout",
+        ));
     }
     Ok(())
 }
