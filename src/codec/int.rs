@@ -143,6 +143,29 @@ struct GroupFit {
     err: f64,
 }
 
+/// `v.round()` (nearest, halfway cases away from zero) as an integer clamped to
+/// `-1024..=1024`, without a libm call: adding the largest f32 below 0.5 with `v`'s sign and
+/// truncating gives exactly `v.round()` for every finite f32 (the sum rounds up to the next
+/// integer precisely when `v`'s fraction is >= 0.5), and values beyond the clamp range only
+/// ever meet the code clamp. `tests` checks it against `f32::round`.
+#[inline(always)]
+fn round_clamped(v: f32) -> i32 {
+    const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
+    (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0) as i32
+}
+
+/// The code of `xv` under (s, m) as decoded: the same value as
+/// `((xv / sf).round() + half).clamp(0, qmax)` (symmetric) or
+/// `((xv - mf) / sf).round().clamp(0, qmax)` (asymmetric) computed in f32.
+#[inline(always)]
+fn code_of(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
+    if sym {
+        (round_clamped(xv / sf) + half).clamp(0, qmax)
+    } else {
+        round_clamped((xv - mf) / sf).clamp(0, qmax)
+    }
+}
+
 /// Nearest codes for `x` under (s, m) as decoded, written to `q`; returns the
 /// weighted squared error of the decoded values.
 fn quantize(
@@ -154,26 +177,37 @@ fn quantize(
     m: f16,
     q: &mut [u8],
 ) -> f64 {
-    let qmax = ((1u32 << bits) - 1) as f32;
+    let qmax = (1i32 << bits) - 1;
     let sf = s.to_f32();
     let mf = m.to_f32();
-    let half = (1i32 << (bits - 1)) as f32;
+    let half = 1i32 << (bits - 1);
     let mut err = 0.0f64;
     for (j, (&xv, qv)) in x.iter().zip(q.iter_mut()).enumerate() {
-        let (code, dec) = if sym {
-            let c = ((xv / sf).round() + half).clamp(0.0, qmax);
-            (c, (c as i32 - half as i32) as f32 * sf)
+        let c = code_of(xv, sym, sf, mf, half, qmax);
+        let dec = if sym {
+            (c - half) as f32 * sf
         } else {
-            let c = ((xv - mf) / sf).round().clamp(0.0, qmax);
-            (c, c * sf + mf)
+            c as f32 * sf + mf
         };
-        // `c` is finite (inputs are checked finite, s != 0) and in 0..=qmax.
-        *qv = code as u8;
+        // `c` is in 0..=qmax <= 255.
+        *qv = c as u8;
         let e = (dec - xv) as f64;
         let wt = w.map_or(1.0, |w| w[j] as f64);
         err += wt * e * e;
     }
     err
+}
+
+/// [`quantize`]'s codes without the error (plain min/max needs no error): a loop the
+/// compiler vectorizes.
+fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) {
+    let qmax = (1i32 << bits) - 1;
+    let sf = s.to_f32();
+    let mf = m.to_f32();
+    let half = 1i32 << (bits - 1);
+    for (&xv, qv) in x.iter().zip(q.iter_mut()) {
+        *qv = code_of(xv, sym, sf, mf, half, qmax) as u8;
+    }
 }
 
 /// Encodes one group's real elements `x` into codes `q` (len = x.len()).
@@ -202,14 +236,15 @@ fn encode_group(
     };
     // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
     let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    let Refine::Opt { max_iters } = refine else {
+        quantize_codes(x, bits, sym, s0, m0, q);
+        return (s0, m0);
+    };
     let err0 = quantize(x, w, bits, sym, s0, m0, q);
     let mut best = GroupFit {
         s: s0,
         m: m0,
         err: err0,
-    };
-    let Refine::Opt { max_iters } = refine else {
-        return (best.s, best.m);
     };
     let tmp = &mut tmp[..x.len()];
     tmp.copy_from_slice(q);
@@ -317,13 +352,27 @@ pub fn encode(
                 let c1 = (c0 + g).min(cols);
                 let xs = &xrow[c0..c1];
                 let ws = col_weights.map(|w| &w[c0..c1]);
-                q[..g].fill(0);
+                // Padding codes of a partial last group are 0.
+                q[xs.len()..g].fill(0);
                 let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
                 srow[gi] = s;
                 orow[gi] = m;
-                // Lengths match by construction (g codes into g*b/8 bytes).
-                let ok = bits::pack(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
-                debug_assert!(ok);
+                let dst = &mut crow[gi * gb..(gi + 1) * gb];
+                match p.bits {
+                    // Same bytes as `bits::pack` (codes are < 2^bits), without its
+                    // bit accumulator.
+                    8 => dst.copy_from_slice(&q[..g]),
+                    4 => {
+                        for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
+                            *o = c[0] | (c[1] << 4);
+                        }
+                    }
+                    _ => {
+                        // Lengths match by construction (g codes into g*b/8 bytes).
+                        let ok = bits::pack(&q[..g], p.bits, dst);
+                        debug_assert!(ok);
+                    }
+                }
             }
         });
     offsets.truncate(lay.n_offsets);
@@ -414,4 +463,51 @@ pub fn decode_rows_with(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_clamped_equals_round() {
+        let check = |v: f32| {
+            let want = v.round().clamp(-1024.0, 1024.0) as i32;
+            assert_eq!(round_clamped(v), want, "{v:e} ({:#x})", v.to_bits());
+        };
+        // Every f32 around the halfway points of small integers, and a stride through all
+        // finite bit patterns.
+        for k in -600i32..600 {
+            let h = k as f32 + 0.5;
+            let mut v = h;
+            let mut u = h;
+            for _ in 0..64 {
+                check(v);
+                check(u);
+                v = f32::from_bits(v.to_bits() + 1);
+                u = f32::from_bits(u.to_bits() - 1);
+            }
+        }
+        for b in (0..u32::MAX).step_by(4099) {
+            let v = f32::from_bits(b);
+            if v.is_finite() {
+                check(v);
+            }
+        }
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.49999997,
+            -0.49999997,
+            1.5,
+            2.5,
+            8388607.5,
+            1e30,
+            -1e30,
+        ] {
+            check(v);
+        }
+    }
 }
