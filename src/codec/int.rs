@@ -132,6 +132,7 @@ pub struct IntRef<'a> {
 /// Largest finite f16, used to clamp parameters so they never round to infinity.
 const F16_MAX: f32 = 65504.0;
 
+#[inline(always)]
 fn to_f16(v: f32) -> f16 {
     f16::from_f32(v.clamp(-F16_MAX, F16_MAX))
 }
@@ -168,6 +169,7 @@ fn code_of(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
 
 /// Nearest codes for `x` under (s, m) as decoded, written to `q`; returns the
 /// weighted squared error of the decoded values.
+#[inline(always)]
 fn quantize(
     x: &[f32],
     w: Option<&[f32]>,
@@ -200,6 +202,7 @@ fn quantize(
 
 /// [`quantize`]'s codes without the error (plain min/max needs no error): a loop the
 /// compiler vectorizes.
+#[inline(always)]
 fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) {
     let qmax = (1i32 << bits) - 1;
     let sf = s.to_f32();
@@ -211,6 +214,7 @@ fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) 
 }
 
 /// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+#[inline(always)]
 fn encode_group(
     x: &[f32],
     w: Option<&[f32]>,
@@ -298,6 +302,71 @@ fn encode_group(
     (best.s, best.m)
 }
 
+/// The same as [`encode_row`], compiled for AVX2 (wider vectors for the same IEEE
+/// operations, so the same bytes).
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn encode_row_avx2(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    encode_row(xrow, ws, p, refine, crow, srow, orow)
+}
+
+/// Encodes one row: codes into `crow`, scales into `srow`, offsets into `orow`.
+#[inline(always)]
+fn encode_row(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    let g = p.group;
+    let gb = p.group_bytes();
+    let cols = xrow.len();
+    let gn = srow.len();
+    let mut q = [0u8; MAX_GROUP];
+    let mut tmp = [0u8; MAX_GROUP];
+    for gi in 0..gn {
+        let c0 = gi * g;
+        let c1 = (c0 + g).min(cols);
+        let xs = &xrow[c0..c1];
+        let ws = ws.map(|w| &w[c0..c1]);
+        // Padding codes of a partial last group are 0.
+        q[xs.len()..g].fill(0);
+        let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
+        srow[gi] = s;
+        orow[gi] = m;
+        let dst = &mut crow[gi * gb..(gi + 1) * gb];
+        match p.bits {
+            // Same bytes as `bits::pack` (codes are < 2^bits), without its
+            // bit accumulator.
+            8 => dst.copy_from_slice(&q[..g]),
+            4 => {
+                for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
+                    *o = c[0] | (c[1] << 4);
+                }
+            }
+            _ => {
+                // Lengths match by construction (g codes into g*b/8 bytes).
+                let ok = bits::pack(&q[..g], p.bits, dst);
+                debug_assert!(ok);
+            }
+        }
+    }
+}
+
 /// Encodes a row-major `rows x cols` matrix. `col_weights` (len `cols`, finite, >= 0)
 /// weights each column's squared error in the refinement (e.g. activation importance).
 /// Rows are encoded in parallel; the output is identical for any thread count.
@@ -335,9 +404,9 @@ pub fn encode(
             offsets,
         });
     }
-    let g = p.group;
     let gn = lay.groups_per_row;
     let gb = p.group_bytes();
+    let be = kernels::detect();
     codes
         .par_chunks_mut(gn * gb)
         .zip(scales.par_chunks_mut(gn))
@@ -345,34 +414,14 @@ pub fn encode(
         .enumerate()
         .for_each(|(r, ((crow, srow), orow))| {
             let xrow = &x[r * cols..(r + 1) * cols];
-            let mut q = [0u8; MAX_GROUP];
-            let mut tmp = [0u8; MAX_GROUP];
-            for gi in 0..gn {
-                let c0 = gi * g;
-                let c1 = (c0 + g).min(cols);
-                let xs = &xrow[c0..c1];
-                let ws = col_weights.map(|w| &w[c0..c1]);
-                // Padding codes of a partial last group are 0.
-                q[xs.len()..g].fill(0);
-                let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
-                srow[gi] = s;
-                orow[gi] = m;
-                let dst = &mut crow[gi * gb..(gi + 1) * gb];
-                match p.bits {
-                    // Same bytes as `bits::pack` (codes are < 2^bits), without its
-                    // bit accumulator.
-                    8 => dst.copy_from_slice(&q[..g]),
-                    4 => {
-                        for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
-                            *o = c[0] | (c[1] << 4);
-                        }
-                    }
-                    _ => {
-                        // Lengths match by construction (g codes into g*b/8 bytes).
-                        let ok = bits::pack(&q[..g], p.bits, dst);
-                        debug_assert!(ok);
-                    }
+            let ws = col_weights;
+            match be {
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => {
+                    // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
+                    unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
                 }
+                _ => encode_row(xrow, ws, p, refine, crow, srow, orow),
             }
         });
     offsets.truncate(lay.n_offsets);
