@@ -237,6 +237,25 @@ pub(super) unsafe fn int_rows(
     out: &mut [f32],
     mode: Mode,
 ) {
+    // One copy of the loops per (symmetric, mode), so the inner loops do not branch on them.
+    match (sh.symmetric, mode) {
+        (false, Mode::Set) => int_rows_impl::<false, false>(sh, codes, scales, offsets, out),
+        (false, Mode::Add) => int_rows_impl::<false, true>(sh, codes, scales, offsets, out),
+        (true, Mode::Set) => int_rows_impl::<true, false>(sh, codes, scales, offsets, out),
+        (true, Mode::Add) => int_rows_impl::<true, true>(sh, codes, scales, offsets, out),
+    }
+}
+
+/// [`int_rows`] for one (symmetric, mode) pair.
+#[target_feature(enable = "avx2,f16c")]
+fn int_rows_impl<const SYM: bool, const ADD: bool>(
+    sh: &super::IntRowsShape,
+    codes: &[u8],
+    scales: &[f16],
+    offsets: &[f16],
+    out: &mut [f32],
+) {
+    let mode = if ADD { Mode::Add } else { Mode::Set };
     let bits = sh.bits as usize;
     // Shuffle and shift tables of the generic 8-codes step: lane j reads bytes
     // (j*b)/8 and (j*b)/8 + 1 of the 8-byte word and shifts right by (j*b)%8.
@@ -258,7 +277,7 @@ pub(super) unsafe fn int_rows(
     };
     let mask = _mm256_set1_epi32((1i32 << bits) - 1);
     let half = _mm256_set1_epi32(1i32 << (bits - 1));
-    let sym = sh.symmetric;
+    let sym = SYM;
     for r in 0..sh.rows {
         let orow = &mut out[r * sh.cols..(r + 1) * sh.cols];
         for gi in 0..sh.gn {
