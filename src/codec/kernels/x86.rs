@@ -280,12 +280,12 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
     let sym = SYM;
     for r in 0..sh.rows {
         let orow = &mut out[r * sh.cols..(r + 1) * sh.cols];
-        // Fast path, b=8, and b=4 with groups of a multiple of 32: the row's whole groups
-        // through zipped exact chunks (no per-element bounds checks), 8 (b=8) or 32 (b=4)
-        // codes per step. Same
-        // arithmetic as below; the partial last group, if any, goes the general way.
+        // The row's whole groups through zipped exact chunks (no per-element bounds
+        // checks): 8 codes per step for b=8 and the generic widths, 32 for b=4 when the
+        // group is a multiple of 32. The partial last group, if any, goes the general way
+        // below. Same arithmetic in every path.
         let mut first = 0;
-        if (sh.bits == 4 && sh.group % 32 == 0) || sh.bits == 8 {
+        {
             let full = sh.cols / sh.group;
             let k0 = r * sh.gn;
             let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
@@ -314,6 +314,16 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                         // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
                         let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
                         store8(oo, aff8(_mm256_cvtepu8_epi32(v)), mode);
+                    }
+                    continue;
+                }
+                if sh.bits != 4 || sh.group % 32 != 0 {
+                    let base = (k0 + gi) * sh.gb;
+                    for (j, oo) in o.chunks_exact_mut(8).enumerate() {
+                        // Bytes past the group belong to the next group (or are zero past
+                        // the end); the mask drops them.
+                        let w = load_u64(codes, base + j * bits);
+                        store8(oo, aff8(codes8_generic(w, shuf, shift, mask)), mode);
                     }
                     continue;
                 }
