@@ -284,9 +284,8 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
         // checks): 8 codes per step for b=8 and the generic widths, 32 for b=4 when the
         // group is a multiple of 32. The partial last group, if any, goes the general way
         // below. Same arithmetic in every path.
-        let mut first = 0;
+        let full = sh.cols / sh.group;
         {
-            let full = sh.cols / sh.group;
             let k0 = r * sh.gn;
             let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
             let rs = &scales[k0..k0 + full];
@@ -343,9 +342,8 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                     store8(o3, aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b))), mode);
                 }
             }
-            first = full;
         }
-        for gi in first..sh.gn {
+        for gi in full..sh.gn {
             let k = r * sh.gn + gi;
             let sf = f16_to_f32(scales[k]);
             let mf = if sym { 0.0 } else { f16_to_f32(offsets[k]) };
