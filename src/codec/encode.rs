@@ -93,7 +93,6 @@ pub fn encode_tensor(
             reason,
         }
     })?;
-    let signal: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
     let needs_importance = stages.iter().any(|s| {
         matches!(
             s,
@@ -101,45 +100,50 @@ pub fn encode_tensor(
         )
     });
     let importance = needs_importance.then(|| column_importance(x, m));
-    // The residual is copied only when a later stage needs it: the last stage's error is
-    // summed from `residual - decoded` directly (the same f32 subtraction), which saves one
-    // full-size copy for single-stage codecs.
+    // The residual is only materialized between stages; the last stage's decode is
+    // consumed chunk by chunk. Signal and noise are the same sequential f64 sums as
+    // `x.iter().map(v²).sum()` and `residual.iter().map(v²).sum()`, fused in one pass.
     let mut residual: std::borrow::Cow<'_, [f32]> = std::borrow::Cow::Borrowed(x);
-    let mut decoded = vec![0f32; x.len()];
     let mut sections = Vec::with_capacity(want.len());
-    for (i, &stage) in stages.iter().enumerate() {
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    let sq = |v: f32| f64::from(v) * f64::from(v);
+    for (si, &stage) in stages.iter().enumerate() {
         let secs = encode_stage(&residual, m, stage, importance.as_deref())?;
-        decode_stage_owned(&secs, m, stage, &mut decoded)?;
-        if i + 1 == stages.len() {
-            sections.extend(secs);
-            break;
-        }
-        residual
-            .to_mut()
-            .par_chunks_mut(ROW_CHUNK * cols.max(1))
-            .zip(decoded.par_chunks(ROW_CHUNK * cols.max(1)))
-            .for_each(|(r, d)| {
-                for (a, b) in r.iter_mut().zip(d) {
-                    *a -= b;
+        let bytes: Vec<&[u8]> = secs.iter().map(|s| s.bytes.as_slice()).collect();
+        if si + 1 < stages.len() {
+            let mut decoded = vec![0f32; x.len()];
+            decode_stage_owned(&secs, m, stage, &mut decoded)?;
+            residual
+                .to_mut()
+                .par_chunks_mut(ROW_CHUNK * cols.max(1))
+                .zip(decoded.par_chunks(ROW_CHUNK * cols.max(1)))
+                .for_each(|(r, d)| {
+                    for (a, b) in r.iter_mut().zip(d) {
+                        *a -= b;
+                    }
+                });
+        } else {
+            let mut dec = vec![0f32; ROW_CHUNK.min(rows) * cols];
+            for r0 in (0..rows).step_by(ROW_CHUNK) {
+                let r1 = (r0 + ROW_CHUNK).min(rows);
+                let d = &mut dec[..(r1 - r0) * cols];
+                super::decode::decode_stage(&bytes, m, stage, r0..r1, d, super::decode::Mode::Set)?;
+                let span = r0 * cols..r1 * cols;
+                for ((&xv, &rv), &dv) in x[span.clone()].iter().zip(&residual[span]).zip(d.iter()) {
+                    signal += sq(xv);
+                    noise += sq(rv - dv);
                 }
-            });
+            }
+        }
         sections.extend(secs);
+    }
+    if stages.is_empty() {
+        signal = x.iter().map(|&v| sq(v)).sum();
+        noise = signal;
     }
     for (s, w) in sections.iter().zip(&want) {
         check_section(name, s, w)?;
     }
-    let noise: f64 = if stages.is_empty() {
-        residual.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
-    } else {
-        residual
-            .iter()
-            .zip(&decoded)
-            .map(|(&r, &d)| {
-                let v = r - d;
-                f64::from(v) * f64::from(v)
-            })
-            .sum()
-    };
     Ok(EncodedTensor {
         stages: stages.to_vec(),
         sections,

@@ -19,7 +19,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::bits;
-use super::kernels::{self, Affine, Backend};
+use super::kernels::{self, Backend};
 use super::stage::{check_rows, Mode, StageError};
 
 /// Largest group size; bounds the per-group scratch buffers.
@@ -132,6 +132,7 @@ pub struct IntRef<'a> {
 /// Largest finite f16, used to clamp parameters so they never round to infinity.
 const F16_MAX: f32 = 65504.0;
 
+#[inline(always)]
 fn to_f16(v: f32) -> f16 {
     f16::from_f32(v.clamp(-F16_MAX, F16_MAX))
 }
@@ -143,23 +144,32 @@ struct GroupFit {
     err: f64,
 }
 
-/// The affine map the decoder will apply for these f16 params.
-fn affine(sym: bool, bits: u8, s: f16, m: f16) -> Affine {
+/// `v.round()` (nearest, halfway cases away from zero) as an integer clamped to
+/// `-1024..=1024`, without a libm call: adding the largest f32 below 0.5 with `v`'s sign and
+/// truncating gives exactly `v.round()` for every finite f32 (the sum rounds up to the next
+/// integer precisely when `v`'s fraction is >= 0.5), and values beyond the clamp range only
+/// ever meet the code clamp. `tests` checks it against `f32::round`.
+#[inline(always)]
+fn round_clamped(v: f32) -> i32 {
+    const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
+    (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0) as i32
+}
+
+/// The code of `xv` under (s, m) as decoded: the same value as
+/// `((xv / sf).round() + half).clamp(0, qmax)` (symmetric) or
+/// `((xv - mf) / sf).round().clamp(0, qmax)` (asymmetric) computed in f32.
+#[inline(always)]
+fn code_of(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
     if sym {
-        Affine::Sym {
-            s: s.to_f32(),
-            half: 1 << (bits - 1),
-        }
+        (round_clamped(xv / sf) + half).clamp(0, qmax)
     } else {
-        Affine::Asym {
-            s: s.to_f32(),
-            m: m.to_f32(),
-        }
+        round_clamped((xv - mf) / sf).clamp(0, qmax)
     }
 }
 
 /// Nearest codes for `x` under (s, m) as decoded, written to `q`; returns the
 /// weighted squared error of the decoded values.
+#[inline(always)]
 fn quantize(
     x: &[f32],
     w: Option<&[f32]>,
@@ -169,21 +179,20 @@ fn quantize(
     m: f16,
     q: &mut [u8],
 ) -> f64 {
-    let qmax = ((1u32 << bits) - 1) as f32;
+    let qmax = (1i32 << bits) - 1;
     let sf = s.to_f32();
     let mf = m.to_f32();
-    let half = (1i32 << (bits - 1)) as f32;
+    let half = 1i32 << (bits - 1);
     let mut err = 0.0f64;
     for (j, (&xv, qv)) in x.iter().zip(q.iter_mut()).enumerate() {
-        let (code, dec) = if sym {
-            let c = ((xv / sf).round() + half).clamp(0.0, qmax);
-            (c, (c as i32 - half as i32) as f32 * sf)
+        let c = code_of(xv, sym, sf, mf, half, qmax);
+        let dec = if sym {
+            (c - half) as f32 * sf
         } else {
-            let c = ((xv - mf) / sf).round().clamp(0.0, qmax);
-            (c, c * sf + mf)
+            c as f32 * sf + mf
         };
-        // `c` is finite (inputs are checked finite, s != 0) and in 0..=qmax.
-        *qv = code as u8;
+        // `c` is in 0..=qmax <= 255.
+        *qv = c as u8;
         let e = (dec - xv) as f64;
         let wt = w.map_or(1.0, |w| w[j] as f64);
         err += wt * e * e;
@@ -191,7 +200,21 @@ fn quantize(
     err
 }
 
+/// [`quantize`]'s codes without the error (plain min/max needs no error): a loop the
+/// compiler vectorizes.
+#[inline(always)]
+fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) {
+    let qmax = (1i32 << bits) - 1;
+    let sf = s.to_f32();
+    let mf = m.to_f32();
+    let half = 1i32 << (bits - 1);
+    for (&xv, qv) in x.iter().zip(q.iter_mut()) {
+        *qv = code_of(xv, sym, sf, mf, half, qmax) as u8;
+    }
+}
+
 /// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+#[inline(always)]
 fn encode_group(
     x: &[f32],
     w: Option<&[f32]>,
@@ -217,14 +240,15 @@ fn encode_group(
     };
     // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
     let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    let Refine::Opt { max_iters } = refine else {
+        quantize_codes(x, bits, sym, s0, m0, q);
+        return (s0, m0);
+    };
     let err0 = quantize(x, w, bits, sym, s0, m0, q);
     let mut best = GroupFit {
         s: s0,
         m: m0,
         err: err0,
-    };
-    let Refine::Opt { max_iters } = refine else {
-        return (best.s, best.m);
     };
     let tmp = &mut tmp[..x.len()];
     tmp.copy_from_slice(q);
@@ -278,6 +302,71 @@ fn encode_group(
     (best.s, best.m)
 }
 
+/// The same as [`encode_row`], compiled for AVX2 (wider vectors for the same IEEE
+/// operations, so the same bytes).
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn encode_row_avx2(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    encode_row(xrow, ws, p, refine, crow, srow, orow)
+}
+
+/// Encodes one row: codes into `crow`, scales into `srow`, offsets into `orow`.
+#[inline(always)]
+fn encode_row(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    let g = p.group;
+    let gb = p.group_bytes();
+    let cols = xrow.len();
+    let gn = srow.len();
+    let mut q = [0u8; MAX_GROUP];
+    let mut tmp = [0u8; MAX_GROUP];
+    for gi in 0..gn {
+        let c0 = gi * g;
+        let c1 = (c0 + g).min(cols);
+        let xs = &xrow[c0..c1];
+        let ws = ws.map(|w| &w[c0..c1]);
+        // Padding codes of a partial last group are 0.
+        q[xs.len()..g].fill(0);
+        let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
+        srow[gi] = s;
+        orow[gi] = m;
+        let dst = &mut crow[gi * gb..(gi + 1) * gb];
+        match p.bits {
+            // Same bytes as `bits::pack` (codes are < 2^bits), without its
+            // bit accumulator.
+            8 => dst.copy_from_slice(&q[..g]),
+            4 => {
+                for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
+                    *o = c[0] | (c[1] << 4);
+                }
+            }
+            _ => {
+                // Lengths match by construction (g codes into g*b/8 bytes).
+                let ok = bits::pack(&q[..g], p.bits, dst);
+                debug_assert!(ok);
+            }
+        }
+    }
+}
+
 /// Encodes a row-major `rows x cols` matrix. `col_weights` (len `cols`, finite, >= 0)
 /// weights each column's squared error in the refinement (e.g. activation importance).
 /// Rows are encoded in parallel; the output is identical for any thread count.
@@ -315,9 +404,9 @@ pub fn encode(
             offsets,
         });
     }
-    let g = p.group;
     let gn = lay.groups_per_row;
     let gb = p.group_bytes();
+    let be = kernels::detect();
     codes
         .par_chunks_mut(gn * gb)
         .zip(scales.par_chunks_mut(gn))
@@ -325,20 +414,14 @@ pub fn encode(
         .enumerate()
         .for_each(|(r, ((crow, srow), orow))| {
             let xrow = &x[r * cols..(r + 1) * cols];
-            let mut q = [0u8; MAX_GROUP];
-            let mut tmp = [0u8; MAX_GROUP];
-            for gi in 0..gn {
-                let c0 = gi * g;
-                let c1 = (c0 + g).min(cols);
-                let xs = &xrow[c0..c1];
-                let ws = col_weights.map(|w| &w[c0..c1]);
-                q[..g].fill(0);
-                let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
-                srow[gi] = s;
-                orow[gi] = m;
-                // Lengths match by construction (g codes into g*b/8 bytes).
-                let ok = bits::pack(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
-                debug_assert!(ok);
+            let ws = col_weights;
+            match be {
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => {
+                    // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
+                    unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
+                }
+                _ => encode_row(xrow, ws, p, refine, crow, srow, orow),
             }
         });
     offsets.truncate(lay.n_offsets);
@@ -403,30 +486,77 @@ pub fn decode_rows_with(
     if need_out == 0 {
         return Ok(());
     }
-    let g = p.group;
     let gn = lay.groups_per_row;
     let gb = p.group_bytes();
-    for (orow, r) in out.chunks_exact_mut(cols).zip(rows) {
-        let crow = &enc.codes[r * gn * gb..(r + 1) * gn * gb];
-        for gi in 0..gn {
-            let k = r * gn + gi;
-            let m = if p.symmetric {
-                f16::ZERO
-            } else {
-                enc.offsets[k]
-            };
-            let aff = affine(p.symmetric, p.bits, enc.scales[k], m);
-            let c0 = gi * g;
-            let c1 = (c0 + g).min(cols);
-            kernels::int_group(
-                be,
-                p.bits,
-                &crow[gi * gb..(gi + 1) * gb],
-                aff,
-                &mut orow[c0..c1],
-                mode,
-            );
-        }
+    // Both products are bounded by the layout sizes checked above.
+    let (k0, k1) = (rows.start * gn, rows.end * gn);
+    let ok = kernels::int_rows(
+        be,
+        p.bits,
+        p.group,
+        p.symmetric,
+        &enc.codes[k0 * gb..k1 * gb],
+        &enc.scales[k0..k1],
+        if p.symmetric {
+            &[]
+        } else {
+            &enc.offsets[k0..k1]
+        },
+        cols,
+        out,
+        mode,
+    );
+    if !ok {
+        return Err(StageError::InvalidParams(
+            "int buffers do not match the layout",
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_clamped_equals_round() {
+        let check = |v: f32| {
+            let want = v.round().clamp(-1024.0, 1024.0) as i32;
+            assert_eq!(round_clamped(v), want, "{v:e} ({:#x})", v.to_bits());
+        };
+        // Every f32 around the halfway points of small integers, and a stride through all
+        // finite bit patterns.
+        for k in -600i32..600 {
+            let h = k as f32 + 0.5;
+            let mut v = h;
+            let mut u = h;
+            for _ in 0..64 {
+                check(v);
+                check(u);
+                v = f32::from_bits(v.to_bits() + 1);
+                u = f32::from_bits(u.to_bits() - 1);
+            }
+        }
+        for b in (0..u32::MAX).step_by(4099) {
+            let v = f32::from_bits(b);
+            if v.is_finite() {
+                check(v);
+            }
+        }
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.49999997,
+            -0.49999997,
+            1.5,
+            2.5,
+            8388607.5,
+            1e30,
+            -1e30,
+        ] {
+            check(v);
+        }
+    }
 }

@@ -190,3 +190,222 @@ pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
     }
     bi
 }
+
+/// f16 bits widened to f32 with F16C (exact, like `half`'s conversion).
+#[target_feature(enable = "avx2,f16c")]
+fn f16_to_f32(h: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h.to_bits()))))
+}
+
+/// The 8 little-endian bytes at `codes[off..]`, zero-filled past the end of `codes`.
+#[inline(always)]
+fn load_u64(codes: &[u8], off: usize) -> u64 {
+    match codes.get(off..off + 8) {
+        Some(s) => u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+        None => {
+            let mut b = [0u8; 8];
+            if let Some(s) = codes.get(off..) {
+                b[..s.len()].copy_from_slice(s);
+            }
+            u64::from_le_bytes(b)
+        }
+    }
+}
+
+/// Codes 8k..8k+8 of a group of `bits`-bit codes (bytes `k*bits..k*bits+bits`) as eight
+/// u32 lanes: every lane gets the two bytes holding its code via a byte shuffle, then a
+/// per-lane shift and mask. Works for any `bits` in 1..=8.
+#[target_feature(enable = "avx2")]
+fn codes8_generic(w: u64, shuf: __m256i, shift: __m256i, mask: __m256i) -> __m256i {
+    let v = _mm256_set1_epi64x(w as i64);
+    let v = _mm256_shuffle_epi8(v, shuf);
+    _mm256_and_si256(_mm256_srlv_epi32(v, shift), mask)
+}
+
+/// AVX2 version of `super::int_rows_scalar`, bit-identical: per element one f32 convert,
+/// one multiply and (asymmetric) one add, as the scalar reference does.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C. (Buffer lengths are checked by `IntRowsShape::check`;
+/// every access below is a bounds-checked slice.)
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn int_rows(
+    sh: &super::IntRowsShape,
+    codes: &[u8],
+    scales: &[f16],
+    offsets: &[f16],
+    out: &mut [f32],
+    mode: Mode,
+) {
+    // One copy of the loops per (symmetric, mode), so the inner loops do not branch on them.
+    match (sh.symmetric, mode) {
+        (false, Mode::Set) => int_rows_impl::<false, false>(sh, codes, scales, offsets, out),
+        (false, Mode::Add) => int_rows_impl::<false, true>(sh, codes, scales, offsets, out),
+        (true, Mode::Set) => int_rows_impl::<true, false>(sh, codes, scales, offsets, out),
+        (true, Mode::Add) => int_rows_impl::<true, true>(sh, codes, scales, offsets, out),
+    }
+}
+
+/// [`int_rows`] for one (symmetric, mode) pair.
+#[target_feature(enable = "avx2,f16c")]
+fn int_rows_impl<const SYM: bool, const ADD: bool>(
+    sh: &super::IntRowsShape,
+    codes: &[u8],
+    scales: &[f16],
+    offsets: &[f16],
+    out: &mut [f32],
+) {
+    let mode = if ADD { Mode::Add } else { Mode::Set };
+    let bits = sh.bits as usize;
+    // Shuffle and shift tables of the generic 8-codes step: lane j reads bytes
+    // (j*b)/8 and (j*b)/8 + 1 of the 8-byte word and shifts right by (j*b)%8.
+    let mut shuf = [-1i8; 32];
+    let mut shift = [0i32; 8];
+    for j in 0..8 {
+        let byte = j * bits / 8;
+        let half = (j / 4) * 16; // lanes 4..7 live in the upper 128-bit half
+        shuf[half + (j % 4) * 4] = byte as i8;
+        shuf[half + (j % 4) * 4 + 1] = (byte + 1) as i8;
+        shift[j] = (j * bits % 8) as i32;
+    }
+    // SAFETY: both arrays are exactly 32 bytes; unaligned loads.
+    let (shuf, shift) = unsafe {
+        (
+            _mm256_loadu_si256(shuf.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(shift.as_ptr() as *const __m256i),
+        )
+    };
+    let mask = _mm256_set1_epi32((1i32 << bits) - 1);
+    let half = _mm256_set1_epi32(1i32 << (bits - 1));
+    let sym = SYM;
+    for r in 0..sh.rows {
+        let orow = &mut out[r * sh.cols..(r + 1) * sh.cols];
+        // The row's whole groups through zipped exact chunks (no per-element bounds
+        // checks): 8 codes per step for b=8 and the generic widths, 32 for b=4 when the
+        // group is a multiple of 32. The partial last group, if any, goes the general way
+        // below. Same arithmetic in every path.
+        let full = sh.cols / sh.group;
+        {
+            let k0 = r * sh.gn;
+            let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
+            let rs = &scales[k0..k0 + full];
+            let nib = _mm_set1_epi8(0x0F);
+            for (gi, (o, gc)) in orow[..full * sh.group]
+                .chunks_exact_mut(sh.group)
+                .zip(rc.chunks_exact(sh.gb))
+                .enumerate()
+            {
+                let s = _mm256_set1_ps(f16_to_f32(rs[gi]));
+                let m = if sym {
+                    _mm256_setzero_ps()
+                } else {
+                    _mm256_set1_ps(f16_to_f32(offsets[k0 + gi]))
+                };
+                let aff8 = |q: __m256i| -> __m256 {
+                    if sym {
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, half)), s)
+                    } else {
+                        _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), s), m)
+                    }
+                };
+                if sh.bits == 8 {
+                    for (oo, src) in o.chunks_exact_mut(8).zip(gc.chunks_exact(8)) {
+                        // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
+                        let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
+                        store8(oo, aff8(_mm256_cvtepu8_epi32(v)), mode);
+                    }
+                    continue;
+                }
+                if sh.bits != 4 || sh.group % 32 != 0 {
+                    let base = (k0 + gi) * sh.gb;
+                    for (j, oo) in o.chunks_exact_mut(8).enumerate() {
+                        // Bytes past the group belong to the next group (or are zero past
+                        // the end); the mask drops them.
+                        let w = load_u64(codes, base + j * bits);
+                        store8(oo, aff8(codes8_generic(w, shuf, shift, mask)), mode);
+                    }
+                    continue;
+                }
+                for (oo, src) in o.chunks_exact_mut(32).zip(gc.chunks_exact(16)) {
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    let a = _mm_unpacklo_epi8(lo, hi);
+                    let b = _mm_unpackhi_epi8(lo, hi);
+                    let (o01, o23) = oo.split_at_mut(16);
+                    let (o0, o1) = o01.split_at_mut(8);
+                    let (o2, o3) = o23.split_at_mut(8);
+                    store8(o0, aff8(_mm256_cvtepu8_epi32(a)), mode);
+                    store8(o1, aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a))), mode);
+                    store8(o2, aff8(_mm256_cvtepu8_epi32(b)), mode);
+                    store8(o3, aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b))), mode);
+                }
+            }
+        }
+        for gi in full..sh.gn {
+            let k = r * sh.gn + gi;
+            let sf = f16_to_f32(scales[k]);
+            let mf = if sym { 0.0 } else { f16_to_f32(offsets[k]) };
+            let s = _mm256_set1_ps(sf);
+            let m = _mm256_set1_ps(mf);
+            let c0 = gi * sh.group;
+            let c1 = (c0 + sh.group).min(sh.cols);
+            let o = &mut orow[c0..c1];
+            let gstart = k * sh.gb;
+            let gc = &codes[gstart..gstart + sh.gb];
+            let aff8 = |q: __m256i| -> __m256 {
+                if sym {
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, half)), s)
+                } else {
+                    _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), s), m)
+                }
+            };
+            let n8 = o.len() / 8 * 8;
+            let mut i = 0;
+            if bits == 4 {
+                // 32 codes (16 bytes) per step: low and high nibbles interleaved.
+                let nib = _mm_set1_epi8(0x0F);
+                while i + 32 <= n8 {
+                    let src = &gc[i / 2..i / 2 + 16];
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    let a = _mm_unpacklo_epi8(lo, hi);
+                    let b = _mm_unpackhi_epi8(lo, hi);
+                    let oo = &mut o[i..i + 32];
+                    store8(&mut oo[0..8], aff8(_mm256_cvtepu8_epi32(a)), mode);
+                    store8(
+                        &mut oo[8..16],
+                        aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a))),
+                        mode,
+                    );
+                    store8(&mut oo[16..24], aff8(_mm256_cvtepu8_epi32(b)), mode);
+                    store8(
+                        &mut oo[24..32],
+                        aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b))),
+                        mode,
+                    );
+                    i += 32;
+                }
+            }
+            while i < n8 {
+                let q = if bits == 8 {
+                    let w = load_u64(codes, gstart + i);
+                    _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(w as i64))
+                } else {
+                    // Bytes past the group belong to the next group (or are zero past
+                    // the end); the mask drops them.
+                    codes8_generic(load_u64(codes, gstart + i / 8 * bits), shuf, shift, mask)
+                };
+                store8(&mut o[i..i + 8], aff8(q), mode);
+                i += 8;
+            }
+            if i < o.len() {
+                let aff = sh.affine(sf, mf);
+                super::int_group_scalar(sh.bits, &gc[i / 8 * bits..], aff, &mut o[i..], mode);
+            }
+        }
+    }
+}
