@@ -63,6 +63,16 @@ fn time(mut f: impl FnMut()) -> f64 {
     best
 }
 
+/// Whether `spec_str` is selected by the command line's filters (substrings; all when none,
+/// e.g. `cargo bench --bench decode -- int:b=4 residual`).
+fn wanted(spec_str: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| spec_str.contains(f.as_str()))
+}
+
 fn main() {
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -95,6 +105,11 @@ fn main() {
         "int:b=4,g=32",
         "int:b=8,g=32,sym",
         "int:b=2,g=16",
+        "int:b=4,g=8",
+        "int:b=4,g=16",
+        "int:b=4,g=64",
+        "int:b=4,g=128",
+        "int4_residual",
         "int:b=3,g=32",
         "int:b=5,g=32",
         "int:b=6,g=32",
@@ -106,6 +121,9 @@ fn main() {
         "q8_0",
         "tenpak_x",
     ] {
+        if !wanted(spec_str) {
+            continue;
+        }
         let path = dir.path().join("b.tpk");
         write_tpk(&path, &x, &shape, spec_str);
         let f = TpkFile::open(&path).expect("bench file opens");
@@ -143,6 +161,9 @@ fn memory_bound(dir: &std::path::Path) {
     println!("{:<22} {:>9} {:>9}", "stage", "GB/s", "x memcpy");
     println!("{:<22} {:>9.2} {:>9.2}", "memcpy", memcpy_gbs, 1.0);
     for spec_str in ["int:b=4,g=32", "int:b=8,g=32,sym", "int:b=2,g=16", "q4_k"] {
+        if !wanted(spec_str) {
+            continue;
+        }
         let path = dir.join("m.tpk");
         write_tpk(&path, &x, &[R, C], spec_str);
         let f = TpkFile::open(&path).expect("bench file opens");

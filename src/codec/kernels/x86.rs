@@ -222,6 +222,169 @@ fn codes8_generic(w: u64, shuf: __m256i, shift: __m256i, mask: __m256i) -> __m25
     _mm256_and_si256(_mm256_srlv_epi32(v, shift), mask)
 }
 
+/// Groups whose parameters [`whole_groups_pow2`] widens from f16 at once.
+const SEG: usize = 64;
+
+/// Widens `src` into `dst` (same length) with F16C, 8 at a time.
+#[target_feature(enable = "avx2,f16c")]
+fn widen(src: &[f16], dst: &mut [f32]) {
+    let mut d8 = dst.chunks_exact_mut(8);
+    let mut s8 = src.chunks_exact(8);
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        // SAFETY: `s` is exactly 8 f16 = 16 bytes and `d` exactly 8 f32; unaligned
+        // load and store.
+        unsafe {
+            let h = _mm_loadu_si128(s.as_ptr() as *const __m128i);
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = f16_to_f32(*s);
+    }
+}
+
+/// The whole groups of one row when the group size is a power of two: `o` holds
+/// `scales.len()` groups, and `codes` starts at the row's first code. The codes of a
+/// row's whole groups are one flat bit stream (element i at bit i*b), so this walks
+/// them 32 at a time whatever the group size, widening the parameters of [`SEG`]
+/// groups at once and broadcasting each 8-output chunk's own from a small buffer.
+/// Same arithmetic as the scalar reference, element by element.
+#[target_feature(enable = "avx2,f16c")]
+fn whole_groups_pow2<const SYM: bool, const ADD: bool>(
+    sh: &super::IntRowsShape,
+    codes: &[u8],
+    scales: &[f16],
+    offsets: &[f16],
+    o: &mut [f32],
+    (shuf, shift): (__m256i, __m256i),
+) {
+    let mode = if ADD { Mode::Add } else { Mode::Set };
+    let bits = sh.bits as usize;
+    let gshift = sh.group.trailing_zeros();
+    let mask = _mm256_set1_epi32((1i32 << bits) - 1);
+    let half = _mm256_set1_epi32(1i32 << (bits - 1));
+    let nib = _mm_set1_epi8(0x0F);
+    let mut sb = [0f32; SEG];
+    let mut mb = [0f32; SEG];
+    let seg_elems = SEG << gshift;
+    for (si, os) in o.chunks_mut(seg_elems).enumerate() {
+        let g0 = si * SEG;
+        let ng = os.len() >> gshift;
+        widen(&scales[g0..g0 + ng], &mut sb[..ng]);
+        if !SYM {
+            widen(&offsets[g0..g0 + ng], &mut mb[..ng]);
+        }
+        // Byte offset of this segment's codes (each segment is whole groups, so whole bytes).
+        let c = &codes[(g0 << gshift) * bits / 8..];
+        // Chunk of 8 outputs starting at segment element `i`, codes `q`.
+        let emit = |oo: &mut [f32], i: usize, q: __m256i| {
+            let gi = i >> gshift;
+            let s = _mm256_set1_ps(sb[gi]);
+            let v = if SYM {
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, half)), s)
+            } else {
+                let m = _mm256_set1_ps(mb[gi]);
+                _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), s), m)
+            };
+            store8(oo, v, mode);
+        };
+        let n = os.len();
+        let mut i = 0;
+        match bits {
+            4 => {
+                while i + 32 <= n {
+                    let src = &c[i / 2..i / 2 + 16];
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    let a = _mm_unpacklo_epi8(lo, hi);
+                    let b = _mm_unpackhi_epi8(lo, hi);
+                    let oo = &mut os[i..i + 32];
+                    let (o01, o23) = oo.split_at_mut(16);
+                    let (o0, o1) = o01.split_at_mut(8);
+                    let (o2, o3) = o23.split_at_mut(8);
+                    emit(o0, i, _mm256_cvtepu8_epi32(a));
+                    emit(o1, i + 8, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a)));
+                    emit(o2, i + 16, _mm256_cvtepu8_epi32(b));
+                    emit(o3, i + 24, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b)));
+                    i += 32;
+                }
+                while i < n {
+                    let src = &c[i / 2..i / 2 + 4];
+                    let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                    let v = _mm_cvtsi32_si128(w as i32);
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    emit(
+                        &mut os[i..i + 8],
+                        i,
+                        _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)),
+                    );
+                    i += 8;
+                }
+            }
+            8 => {
+                for (k, (oo, src)) in os.chunks_exact_mut(8).zip(c.chunks_exact(8)).enumerate() {
+                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
+                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
+                    emit(oo, k * 8, _mm256_cvtepu8_epi32(v));
+                }
+            }
+            2 => {
+                let three = _mm_set1_epi8(3);
+                while i + 32 <= n {
+                    let src = &c[i / 4..i / 4 + 8];
+                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
+                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
+                    // Byte k's four codes are bits 0-1, 2-3, 4-5, 6-7: split them into four
+                    // byte vectors, then interleave back into element order.
+                    let c0 = _mm_and_si128(v, three);
+                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
+                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
+                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
+                    let c01 = _mm_unpacklo_epi8(c0, c1);
+                    let c23 = _mm_unpacklo_epi8(c2, c3);
+                    let a = _mm_unpacklo_epi16(c01, c23);
+                    let b = _mm_unpackhi_epi16(c01, c23);
+                    let oo = &mut os[i..i + 32];
+                    let (o01, o23) = oo.split_at_mut(16);
+                    let (o0, o1) = o01.split_at_mut(8);
+                    let (o2, o3) = o23.split_at_mut(8);
+                    emit(o0, i, _mm256_cvtepu8_epi32(a));
+                    emit(o1, i + 8, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a)));
+                    emit(o2, i + 16, _mm256_cvtepu8_epi32(b));
+                    emit(o3, i + 24, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b)));
+                    i += 32;
+                }
+                while i < n {
+                    let w = load_u64(c, i / 4);
+                    emit(&mut os[i..i + 8], i, codes8_generic(w, shuf, shift, mask));
+                    i += 8;
+                }
+            }
+            _ => {
+                for (k, oo) in os.chunks_exact_mut(8).enumerate() {
+                    // Bytes past this chunk's codes belong to the next ones (or are zero
+                    // past the end); the mask drops them.
+                    let w = match c.get(k * bits..k * bits + 8) {
+                        // SAFETY: `s` is exactly 8 bytes; unaligned 64-bit load.
+                        Some(s) => unsafe {
+                            _mm256_broadcastq_epi64(_mm_loadl_epi64(s.as_ptr() as *const __m128i))
+                        },
+                        None => _mm256_set1_epi64x(load_u64(c, k * bits) as i64),
+                    };
+                    let q = _mm256_and_si256(
+                        _mm256_srlv_epi32(_mm256_shuffle_epi8(w, shuf), shift),
+                        mask,
+                    );
+                    emit(oo, k * 8, q);
+                }
+            }
+        }
+    }
+}
+
 /// AVX2 version of `super::int_rows_scalar`, bit-identical: per element one f32 convert,
 /// one multiply and (asymmetric) one add, as the scalar reference does.
 ///
@@ -285,7 +448,13 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
         // group is a multiple of 32. The partial last group, if any, goes the general way
         // below. Same arithmetic in every path.
         let full = sh.cols / sh.group;
-        {
+        if sh.group.is_power_of_two() {
+            let k0 = r * sh.gn;
+            let o = &mut orow[..full * sh.group];
+            let (rs, ro) = (&scales[k0..k0 + full], &offsets[..]);
+            let ro = if sym { ro } else { &ro[k0..k0 + full] };
+            whole_groups_pow2::<SYM, ADD>(sh, &codes[k0 * sh.gb..], rs, ro, o, (shuf, shift));
+        } else {
             let k0 = r * sh.gn;
             let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
             let rs = &scales[k0..k0 + full];
