@@ -451,7 +451,7 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
         if sh.group.is_power_of_two() {
             let k0 = r * sh.gn;
             let o = &mut orow[..full * sh.group];
-            let (rs, ro) = (&scales[k0..k0 + full], &offsets[..]);
+            let (rs, ro) = (&scales[k0..k0 + full], offsets);
             let ro = if sym { ro } else { &ro[k0..k0 + full] };
             whole_groups_pow2::<SYM, ADD>(sh, &codes[k0 * sh.gb..], rs, ro, o, (shuf, shift));
         } else {
