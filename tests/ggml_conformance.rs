@@ -44,7 +44,7 @@ fn datasets(n: usize) -> Vec<(&'static str, Vec<f32>)> {
     let heavy: Vec<f32> = (0..n)
         .map(|_| {
             let g = r.gauss() * 0.02;
-            if r.next_u64() % 50 == 0 {
+            if r.next_u64().is_multiple_of(50) {
                 g * 20.0
             } else {
                 g

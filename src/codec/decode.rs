@@ -30,7 +30,7 @@ fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(
         Ok(v) => Ok(Cow::Borrowed(v)),
         Err(_) => {
             let size = std::mem::size_of::<T>();
-            if b.len() % size != 0 {
+            if !b.len().is_multiple_of(size) {
                 return Err(Error::InvalidArgument(
                     "section length is not a whole number of elements".into(),
                 ));
@@ -262,20 +262,27 @@ impl<'a> TensorView<'a> {
 
     /// Decodes rows `rows` into `out` (`rows.len() * cols` values).
     pub fn dequantize_rows_into(&self, rows: Range<usize>, out: &mut [f32]) -> Result<()> {
-        let stages = self.stages()?;
+        self.plan()?.decode_rows(rows, out)
+    }
+
+    /// The stage list with each stage's section bytes, resolved once per decode call.
+    fn plan(&self) -> Result<Plan<'a>> {
         let m = self.matrix();
         let mut next = 0;
-        for (i, &st) in stages.iter().enumerate() {
-            let count = st.sections(m).map_err(Error::InvalidArgument)?.len();
-            let secs: Vec<&[u8]> = (next..next + count)
-                .map(|j| self.section(j).map(|s| s.bytes()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| Error::InvalidArgument("missing section".into()))?;
-            next += count;
-            let mode = if i == 0 { Mode::Set } else { Mode::Add };
-            decode_stage(&secs, m, st, rows.clone(), out, mode)?;
-        }
-        Ok(())
+        let stages = self
+            .stages()?
+            .into_iter()
+            .map(|st| {
+                let count = st.sections(m).map_err(Error::InvalidArgument)?.len();
+                let secs: Vec<&'a [u8]> = (next..next + count)
+                    .map(|j| self.section(j).map(|s| s.bytes()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| Error::InvalidArgument("missing section".into()))?;
+                next += count;
+                Ok((st, secs))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Plan { m, stages })
     }
 
     /// Decodes the whole tensor into `out` (`n_elements` values), in parallel over rows.
@@ -293,12 +300,20 @@ impl<'a> TensorView<'a> {
         if m.cols == 0 || m.rows == 0 {
             return Ok(());
         }
+        let plan = self.plan()?;
+        let work = |(c, chunk): (usize, &mut [f32])| {
+            let r0 = c * ROW_CHUNK;
+            plan.decode_rows(r0..r0 + chunk.len() / cols, chunk)
+        };
+        if inline(out.len()) {
+            return out
+                .chunks_mut(ROW_CHUNK * cols)
+                .enumerate()
+                .try_for_each(work);
+        }
         out.par_chunks_mut(ROW_CHUNK * cols)
             .enumerate()
-            .try_for_each(|(c, chunk)| {
-                let r0 = c * ROW_CHUNK;
-                self.dequantize_rows_into(r0..r0 + chunk.len() / cols, chunk)
-            })
+            .try_for_each(work)
     }
 
     /// Decodes the whole tensor into a new vector. A shape too large to allocate (a small
@@ -343,14 +358,78 @@ impl<'a> TensorView<'a> {
             return Ok(());
         }
         let cols = m.cols as usize;
+        let plan = self.plan()?;
+        let work = |(c, chunk): (usize, &mut [T])| {
+            let r0 = c * ROW_CHUNK;
+            let mut tmp = vec![0f32; chunk.len()];
+            plan.decode_rows(r0..r0 + chunk.len() / cols, &mut tmp)?;
+            conv(&tmp, chunk);
+            Ok(())
+        };
+        if inline(out.len()) {
+            return out
+                .chunks_mut(ROW_CHUNK * cols)
+                .enumerate()
+                .try_for_each(work);
+        }
         out.par_chunks_mut(ROW_CHUNK * cols)
             .enumerate()
-            .try_for_each(|(c, chunk)| {
-                let r0 = c * ROW_CHUNK;
-                let mut tmp = vec![0f32; chunk.len()];
-                self.dequantize_rows_into(r0..r0 + chunk.len() / cols, &mut tmp)?;
-                conv(&tmp, chunk);
-                Ok(())
-            })
+            .try_for_each(work)
+    }
+}
+
+/// Below this many output values a whole-tensor decode stays on the calling thread: handing
+/// work to the rayon pool and waking it costs tens of microseconds, as long as decoding a
+/// megabyte. A one-thread pool never gains from the hand-off either.
+const PAR_MIN_ELEMS: usize = 256 * 1024;
+
+/// Whether a decode of `n` values runs on the calling thread (same result either way: the
+/// chunks are independent and each is decoded the same way).
+fn inline(n: usize) -> bool {
+    n < PAR_MIN_ELEMS || rayon::current_num_threads() <= 1
+}
+
+/// Output values per slice when a tensor has several stages: each stage after the first
+/// adds into values the previous one just wrote, so a slice this size (64 KiB of f32) is
+/// still in the core's L2 cache when the next stage reads it back.
+const FUSE_ELEMS: usize = 16 * 1024;
+
+/// A tensor's stages with their section bytes (see `TensorView::plan`).
+struct Plan<'a> {
+    m: Matrix,
+    stages: Vec<(Stage, Vec<&'a [u8]>)>,
+}
+
+impl Plan<'_> {
+    /// Decodes rows `rows` into `out`: the first stage sets, the others add, in stage
+    /// order for every element (so slicing the rows changes no bit of the result).
+    fn decode_rows(&self, rows: Range<usize>, out: &mut [f32]) -> Result<()> {
+        let cols = self.m.cols as usize;
+        let step = if self.stages.len() > 1 && cols > 0 {
+            (FUSE_ELEMS / cols).max(1)
+        } else {
+            rows.len().max(1)
+        };
+        if out.len() != rows.len().saturating_mul(cols)
+            || rows.start > rows.end
+            || rows.end as u64 > self.m.rows
+        {
+            return Err(Error::InvalidArgument(format!(
+                "decode of rows {rows:?} of a {}x{} tensor into {} values",
+                self.m.rows,
+                self.m.cols,
+                out.len()
+            )));
+        }
+        let mut r0 = rows.start;
+        for chunk in out.chunks_mut(step * cols.max(1)) {
+            let r1 = r0 + chunk.len() / cols.max(1);
+            for (i, (st, secs)) in self.stages.iter().enumerate() {
+                let mode = if i == 0 { Mode::Set } else { Mode::Add };
+                decode_stage(secs, self.m, *st, r0..r1, chunk, mode)?;
+            }
+            r0 = r1;
+        }
+        Ok(())
     }
 }

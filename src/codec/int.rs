@@ -42,7 +42,7 @@ impl IntParams {
         if !(2..=8).contains(&self.bits) {
             return Err(StageError::InvalidParams("int bits must be in 2..=8"));
         }
-        if self.group < 8 || self.group > MAX_GROUP || self.group % 8 != 0 {
+        if self.group < 8 || self.group > MAX_GROUP || !self.group.is_multiple_of(8) {
             return Err(StageError::InvalidParams(
                 "int group must be a multiple of 8 in 8..=4096",
             ));
@@ -417,8 +417,8 @@ pub fn encode(
             let ws = col_weights;
             match be {
                 #[cfg(target_arch = "x86_64")]
-                Backend::Avx2 => {
-                    // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
+                Backend::Avx2 | Backend::Avx512 => {
+                    // SAFETY: `be` is Avx2 or Avx512 only when `kernels::detect` found AVX2 and F16C.
                     unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
                 }
                 _ => encode_row(xrow, ws, p, refine, crow, srow, orow),

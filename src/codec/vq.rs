@@ -124,7 +124,7 @@ impl Vectors {
         self.data.len() / self.d
     }
     fn real(&self, i: usize) -> usize {
-        if self.last_real != self.d && (i + 1) % self.v_per_row == 0 {
+        if self.last_real != self.d && (i + 1).is_multiple_of(self.v_per_row) {
             self.last_real
         } else {
             self.d

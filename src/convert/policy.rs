@@ -173,7 +173,7 @@ pub fn fit(recipe: &[Stage], shape: &[u64]) -> (Vec<Stage>, Option<String>) {
                 });
             }
             Stage::Ggml { type_id } => match crate::codec::staged::ggml_block_layout(type_id) {
-                Some((block, _)) if m.cols % block == 0 => out.push(s),
+                Some((block, _)) if m.cols.is_multiple_of(block) => out.push(s),
                 _ => {
                     let fb = ggml_fallback(type_id, m.cols);
                     notes.push(format!(
@@ -207,7 +207,7 @@ fn ggml_fallback(type_id: u32, cols: u64) -> Stage {
         _ => ("q8_0", 8),
     };
     match crate::codec::ggml_id(q32) {
-        Some(id) if cols % 32 == 0 => Stage::Ggml { type_id: id },
+        Some(id) if cols.is_multiple_of(32) => Stage::Ggml { type_id: id },
         _ => Stage::Int {
             bits,
             group: 32,

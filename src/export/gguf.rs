@@ -120,7 +120,7 @@ pub fn block_fallback(t: GgmlType, cols: usize) -> GgmlType {
     let mut t = t;
     // At most two steps (e.g. q4_k -> q5_0 -> f16).
     for _ in 0..3 {
-        if cols % t.block_size() == 0 {
+        if cols.is_multiple_of(t.block_size()) {
             return t;
         }
         t = match t {
@@ -279,7 +279,7 @@ fn encode_tensor_for_gguf(
             let mut cands: Vec<GgmlType> = GgmlType::ALL
                 .iter()
                 .copied()
-                .filter(|c| cols % c.block_size() == 0 && *c != GgmlType::BF16)
+                .filter(|c| cols.is_multiple_of(c.block_size()) && *c != GgmlType::BF16)
                 .collect();
             cands.sort_by(|a, b| bpw(*a).total_cmp(&bpw(*b)).then(a.id().cmp(&b.id())));
             for c in cands {

@@ -159,7 +159,7 @@ impl TpkWriter {
                 "unknown section kind {kind} or element type {elem}"
             )));
         }
-        if bytes.len() as u64 % elem.size() != 0 {
+        if !(bytes.len() as u64).is_multiple_of(elem.size()) {
             return Err(Error::InvalidArgument(format!(
                 "section of {} bytes is not a whole number of {elem} elements",
                 bytes.len()

@@ -97,13 +97,13 @@ fn check_shape(len: usize, n_rows: usize, row_bytes: usize, n_head: usize) -> Re
             "{len} bytes given, {n_rows} rows of {row_bytes} bytes expected"
         )));
     }
-    if n_head == 0 || n_rows % n_head != 0 {
+    if n_head == 0 || !n_rows.is_multiple_of(n_head) {
         return Err(bad(format!(
             "{n_rows} rows do not split into {n_head} heads"
         )));
     }
     let hd = n_rows / n_head;
-    if hd % 2 != 0 {
+    if !hd.is_multiple_of(2) {
         return Err(bad(format!("head dim {hd} is odd")));
     }
     Ok(hd)

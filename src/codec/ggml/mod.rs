@@ -255,14 +255,14 @@ pub enum GgmlError {
 /// Bytes taken by a row of `n` elements; `None` if `n` is not a whole number of blocks or the
 /// size overflows. Lets readers validate tensor sizes before touching data.
 pub fn row_bytes(ty: GgmlType, n: usize) -> Option<usize> {
-    if n % ty.block_size() != 0 {
+    if !n.is_multiple_of(ty.block_size()) {
         return None;
     }
     (n / ty.block_size()).checked_mul(ty.type_size())
 }
 
 fn checked_row_bytes(ty: GgmlType, n: usize) -> Result<usize, GgmlError> {
-    if n % ty.block_size() != 0 {
+    if !n.is_multiple_of(ty.block_size()) {
         return Err(GgmlError::NotBlockMultiple {
             ty,
             n,

@@ -22,6 +22,28 @@ pub enum Backend {
     Scalar,
     /// x86-64 with AVX2 and F16C.
     Avx2,
+    /// x86-64 with AVX2, F16C and AVX-512 F, BW and VL: the int row kernel widens to
+    /// 16 lanes; every other kernel runs its AVX2 path.
+    Avx512,
+}
+
+impl Backend {
+    /// Every backend this CPU can run, scalar first (for tests and benchmarks).
+    pub fn available() -> Vec<Backend> {
+        let mut v = vec![Backend::Scalar];
+        if usable(Backend::Avx2) == Backend::Avx2 {
+            v.push(Backend::Avx2);
+        }
+        if usable(Backend::Avx512) == Backend::Avx512 {
+            v.push(Backend::Avx512);
+        }
+        v
+    }
+
+    /// Whether the AVX2 + F16C paths may run (AVX2 itself, or AVX-512 on top of it).
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Backend::Avx2 | Backend::Avx512)
+    }
 }
 
 /// The fastest backend this CPU supports, detected once per process.
@@ -33,6 +55,12 @@ pub fn detect() -> Backend {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    return Backend::Avx512;
+                }
                 return Backend::Avx2;
             }
         }
@@ -43,8 +71,9 @@ pub fn detect() -> Backend {
 /// Returns `be` if this CPU can run it, else the scalar reference, so a caller asking
 /// for AVX2 on an old CPU can never execute an illegal instruction.
 pub fn usable(be: Backend) -> Backend {
-    match be {
-        Backend::Avx2 if detect() == Backend::Avx2 => Backend::Avx2,
+    match (be, detect()) {
+        (Backend::Avx512, Backend::Avx512) => Backend::Avx512,
+        (Backend::Avx2 | Backend::Avx512, d) if d.has_avx2() => Backend::Avx2,
         _ => Backend::Scalar,
     }
 }
@@ -98,7 +127,7 @@ pub fn int_group(be: Backend, bits: u8, codes: &[u8], aff: Affine, out: &mut [f3
     };
     match usable(be) {
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 if bits == 4 || bits == 8 => {
+        Backend::Avx2 | Backend::Avx512 if bits == 4 || bits == 8 => {
             // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
             unsafe { x86::int_group(bits, codes, aff, out, mode) }
         }
@@ -138,10 +167,12 @@ pub fn int_rows(
     };
     match usable(be) {
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 => {
-            // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C;
+        Backend::Avx2 | Backend::Avx512 => {
+            let wide = usable(be) == Backend::Avx512;
+            // SAFETY: `usable` returned Avx2 or Avx512 only after runtime detection of AVX2
+            // and F16C, and Avx512 (`wide`) only after detecting AVX-512 F, BW and VL;
             // `shape` was checked against every buffer's length just above.
-            unsafe { x86::int_rows(&shape, codes, scales, offsets, out, mode) }
+            unsafe { x86::int_rows(&shape, codes, scales, offsets, out, mode, wide) }
         }
         _ => int_rows_scalar(&shape, codes, scales, offsets, out, mode),
     }
@@ -176,9 +207,9 @@ impl IntRowsShape {
     ) -> Option<Self> {
         if !(1..=8).contains(&bits)
             || group == 0
-            || group % 8 != 0
+            || !group.is_multiple_of(8)
             || cols == 0
-            || n_out % cols != 0
+            || !n_out.is_multiple_of(cols)
         {
             return None;
         }
@@ -296,7 +327,7 @@ pub fn vq_row(
         };
         match be {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => {
+            Backend::Avx2 | Backend::Avx512 => {
                 // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C.
                 unsafe { x86::copy_f16(c, o, mode) }
             }
@@ -327,7 +358,7 @@ pub fn nearest(be: Backend, x: &[f32], ct: &[f32], k: usize, dist: &mut [f32]) -
     }
     match usable(be) {
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 if x.len() <= 16 => {
+        Backend::Avx2 | Backend::Avx512 if x.len() <= 16 => {
             // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C,
             // and `ct.len() >= x.len()*k` was checked above.
             unsafe { x86::nearest(x, ct, k) }
@@ -374,8 +405,8 @@ mod tests {
             }
         };
         for bits in 1..=8u8 {
-            for group in [8usize, 16, 24, 32, 40, 64, 96, 128, 4096] {
-                for cols in [1usize, 7, 8, 9, 31, 33, 63, 100, 257, 4100] {
+            for group in [8usize, 16, 24, 32, 40, 64, 96, 128, 256, 4096] {
+                for cols in [1usize, 7, 8, 9, 24, 31, 33, 63, 100, 257, 1064, 4100] {
                     for symmetric in [false, true] {
                         let rows = 3;
                         let gn = cols.div_ceil(group);
@@ -394,19 +425,31 @@ mod tests {
                             .collect();
                         for mode in [Mode::Set, Mode::Add] {
                             let mut a = base.clone();
-                            let mut b = base.clone();
-                            for (be, o) in [(Backend::Scalar, &mut a), (Backend::Avx2, &mut b)] {
-                                assert!(int_rows(
-                                    be, bits, group, symmetric, &codes, &scales, &offsets, cols, o,
-                                    mode
-                                ));
-                            }
+                            assert!(int_rows(
+                                Backend::Scalar,
+                                bits,
+                                group,
+                                symmetric,
+                                &codes,
+                                &scales,
+                                &offsets,
+                                cols,
+                                &mut a,
+                                mode
+                            ));
                             let ab: Vec<u32> = a.iter().map(|f| f.to_bits()).collect();
-                            let bb: Vec<u32> = b.iter().map(|f| f.to_bits()).collect();
-                            assert_eq!(
-                                ab, bb,
-                                "b={bits} g={group} cols={cols} sym={symmetric} {mode:?}"
-                            );
+                            for be in Backend::available() {
+                                let mut b = base.clone();
+                                assert!(int_rows(
+                                    be, bits, group, symmetric, &codes, &scales, &offsets, cols,
+                                    &mut b, mode
+                                ));
+                                let bb: Vec<u32> = b.iter().map(|f| f.to_bits()).collect();
+                                assert_eq!(
+                                    ab, bb,
+                                    "{be:?} b={bits} g={group} cols={cols} sym={symmetric} {mode:?}"
+                                );
+                            }
                         }
                         // A short buffer is refused, nothing written.
                         let mut o = base.clone();

@@ -385,12 +385,203 @@ fn whole_groups_pow2<const SYM: bool, const ADD: bool>(
     }
 }
 
+/// Writes (or, with `ADD`, adds) 16 lanes to `o[..16]`.
+#[target_feature(enable = "avx512f")]
+fn store16<const ADD: bool>(o: &mut [f32], v: __m512) {
+    let o = &mut o[..16];
+    let p = o.as_mut_ptr();
+    // SAFETY: `o` has exactly 16 f32 (the slice above panics otherwise); unaligned
+    // loads and stores.
+    unsafe {
+        if ADD {
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), v));
+        } else {
+            _mm512_storeu_ps(p, v);
+        }
+    }
+}
+
+/// AVX-512 version of [`whole_groups_pow2`], 16 outputs per step: each lane converts,
+/// multiplies and (asymmetric) adds as the reference does. With 8-element groups the
+/// 16 lanes span two groups, so the parameter vectors are blended from two broadcasts.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VL, AVX2 and F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
+unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
+    sh: &super::IntRowsShape,
+    codes: &[u8],
+    scales: &[f16],
+    offsets: &[f16],
+    o: &mut [f32],
+) {
+    let bits = sh.bits as usize;
+    let gshift = sh.group.trailing_zeros();
+    let mask = _mm512_set1_epi32((1i32 << bits) - 1);
+    let half = _mm512_set1_epi32(1i32 << (bits - 1));
+    // Generic widths: lane j takes bytes (j*b)/8 and (j*b)/8 + 1 of a 16-byte window
+    // (the same window in each 128-bit lane) and shifts right by (j*b)%8.
+    let mut shuf = [-1i8; 64];
+    let mut shift = [0i32; 16];
+    for j in 0..16 {
+        let byte = j * bits / 8;
+        shuf[(j / 4) * 16 + (j % 4) * 4] = byte as i8;
+        shuf[(j / 4) * 16 + (j % 4) * 4 + 1] = (byte + 1) as i8;
+        shift[j] = (j * bits % 8) as i32;
+    }
+    // SAFETY: the arrays are exactly 64 bytes; unaligned loads.
+    let (shuf, shift) = unsafe {
+        (
+            _mm512_loadu_si512(shuf.as_ptr() as *const __m512i),
+            _mm512_loadu_si512(shift.as_ptr() as *const __m512i),
+        )
+    };
+    let nib = _mm_set1_epi8(0x0F);
+    let three = _mm_set1_epi8(3);
+    let mut sb = [0f32; SEG];
+    let mut mb = [0f32; SEG];
+    let seg_elems = SEG << gshift;
+    for (si, os) in o.chunks_mut(seg_elems).enumerate() {
+        let g0 = si * SEG;
+        let ng = os.len() >> gshift;
+        widen(&scales[g0..g0 + ng], &mut sb[..ng]);
+        if !SYM {
+            widen(&offsets[g0..g0 + ng], &mut mb[..ng]);
+        }
+        let c = &codes[(g0 << gshift) * bits / 8..];
+        // The parameter `v` (scales or offsets) of the 16 outputs from segment element `i`,
+        // which all lie in one group.
+        let param = |v: &[f32; SEG], i: usize| -> __m512 { _mm512_set1_ps(v[i >> gshift]) };
+        // The 16 values of codes `q` (u32 lanes) starting at segment element `i`.
+        let value = |q: __m512i, i: usize| -> __m512 {
+            let s = param(&sb, i);
+            if SYM {
+                _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, half)), s)
+            } else {
+                _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q), s), param(&mb, i))
+            }
+        };
+        let n = os.len();
+        let n16 = n / 16 * 16;
+        let mut i = 0;
+        match bits {
+            8 => {
+                while i < n16 {
+                    let src = &c[i..i + 16];
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    store16::<ADD>(&mut os[i..i + 16], value(_mm512_cvtepu8_epi32(v), i));
+                    i += 16;
+                }
+            }
+            4 => {
+                while i + 32 <= n16 {
+                    let src = &c[i / 2..i / 2 + 16];
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+                    let b = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi));
+                    let (o0, o1) = os[i..i + 32].split_at_mut(16);
+                    store16::<ADD>(o0, value(a, i));
+                    store16::<ADD>(o1, value(b, i + 16));
+                    i += 32;
+                }
+                while i < n16 {
+                    let src = &c[i / 2..i / 2 + 8];
+                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
+                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
+                    let lo = _mm_and_si128(v, nib);
+                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+                    store16::<ADD>(&mut os[i..i + 16], value(a, i));
+                    i += 16;
+                }
+            }
+            2 => {
+                while i + 32 <= n16 {
+                    let src = &c[i / 4..i / 4 + 8];
+                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
+                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
+                    // Byte k's four codes are bits 0-1, 2-3, 4-5, 6-7: split them into
+                    // four byte vectors, then interleave back into element order.
+                    let c0 = _mm_and_si128(v, three);
+                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
+                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
+                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
+                    let c01 = _mm_unpacklo_epi8(c0, c1);
+                    let c23 = _mm_unpacklo_epi8(c2, c3);
+                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi16(c01, c23));
+                    let b = _mm512_cvtepu8_epi32(_mm_unpackhi_epi16(c01, c23));
+                    let (o0, o1) = os[i..i + 32].split_at_mut(16);
+                    store16::<ADD>(o0, value(a, i));
+                    store16::<ADD>(o1, value(b, i + 16));
+                    i += 32;
+                }
+                // A last 16 (an odd number of 16-element groups).
+                if i < n16 {
+                    let src = &c[i / 4..i / 4 + 4];
+                    let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                    let v = _mm_cvtsi32_si128(w as i32);
+                    let c0 = _mm_and_si128(v, three);
+                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
+                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
+                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
+                    let c01 = _mm_unpacklo_epi8(c0, c1);
+                    let c23 = _mm_unpacklo_epi8(c2, c3);
+                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi16(c01, c23));
+                    store16::<ADD>(&mut os[i..i + 16], value(a, i));
+                    i += 16;
+                }
+            }
+            _ => {
+                while i < n16 {
+                    let off = i * bits / 8;
+                    let mut buf = [0u8; 16];
+                    let src = match c.get(off..off + 16) {
+                        Some(s) => s,
+                        None => {
+                            // Near the end of the buffer: zero-fill (the mask drops the
+                            // bytes past this chunk's codes anyway).
+                            let s = c.get(off..).unwrap_or(&[]);
+                            buf[..s.len()].copy_from_slice(s);
+                            &buf[..]
+                        }
+                    };
+                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
+                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
+                    let w = _mm512_broadcast_i32x4(v);
+                    let q = _mm512_and_si512(
+                        _mm512_srlv_epi32(_mm512_shuffle_epi8(w, shuf), shift),
+                        mask,
+                    );
+                    store16::<ADD>(&mut os[i..i + 16], value(q, i));
+                    i += 16;
+                }
+            }
+        }
+        if i < n {
+            // Not reached for groups of 16 or more (whole groups are multiples of 16);
+            // kept so the function is total: the scalar reference.
+            let gi = i >> gshift;
+            let aff = sh.affine(sb[gi], if SYM { 0.0 } else { mb[gi] });
+            let mode = if ADD { Mode::Add } else { Mode::Set };
+            super::int_group_scalar(sh.bits, &c[i * bits / 8..], aff, &mut os[i..], mode);
+        }
+    }
+}
+
 /// AVX2 version of `super::int_rows_scalar`, bit-identical: per element one f32 convert,
 /// one multiply and (asymmetric) one add, as the scalar reference does.
 ///
+/// With `wide`, the whole groups of power-of-two sizes go through the AVX-512 kernel
+/// [`whole_groups_pow2_512`] where it covers the width.
+///
 /// # Safety
-/// The CPU must support AVX2 and F16C. (Buffer lengths are checked by `IntRowsShape::check`;
-/// every access below is a bounds-checked slice.)
+/// The CPU must support AVX2 and F16C, and with `wide` also AVX-512 F, BW and VL.
+/// (Buffer lengths are checked by `IntRowsShape::check`; every access below is a
+/// bounds-checked slice.)
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn int_rows(
     sh: &super::IntRowsShape,
@@ -399,13 +590,14 @@ pub(super) unsafe fn int_rows(
     offsets: &[f16],
     out: &mut [f32],
     mode: Mode,
+    wide: bool,
 ) {
     // One copy of the loops per (symmetric, mode), so the inner loops do not branch on them.
     match (sh.symmetric, mode) {
-        (false, Mode::Set) => int_rows_impl::<false, false>(sh, codes, scales, offsets, out),
-        (false, Mode::Add) => int_rows_impl::<false, true>(sh, codes, scales, offsets, out),
-        (true, Mode::Set) => int_rows_impl::<true, false>(sh, codes, scales, offsets, out),
-        (true, Mode::Add) => int_rows_impl::<true, true>(sh, codes, scales, offsets, out),
+        (false, Mode::Set) => int_rows_impl::<false, false>(sh, codes, scales, offsets, out, wide),
+        (false, Mode::Add) => int_rows_impl::<false, true>(sh, codes, scales, offsets, out, wide),
+        (true, Mode::Set) => int_rows_impl::<true, false>(sh, codes, scales, offsets, out, wide),
+        (true, Mode::Add) => int_rows_impl::<true, true>(sh, codes, scales, offsets, out, wide),
     }
 }
 
@@ -417,6 +609,7 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
     scales: &[f16],
     offsets: &[f16],
     out: &mut [f32],
+    wide: bool,
 ) {
     let mode = if ADD { Mode::Add } else { Mode::Set };
     let bits = sh.bits as usize;
@@ -453,7 +646,15 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
             let o = &mut orow[..full * sh.group];
             let (rs, ro) = (&scales[k0..k0 + full], offsets);
             let ro = if sym { ro } else { &ro[k0..k0 + full] };
-            whole_groups_pow2::<SYM, ADD>(sh, &codes[k0 * sh.gb..], rs, ro, o, (shuf, shift));
+            let c = &codes[k0 * sh.gb..];
+            // 8-element groups stay on AVX2: two groups per 16 lanes would need blended
+            // parameters, which measured slower than two 8-lane steps.
+            if wide && sh.group >= 16 {
+                // SAFETY: `wide` is set only when the caller found AVX-512 F, BW and VL.
+                unsafe { whole_groups_pow2_512::<SYM, ADD>(sh, c, rs, ro, o) }
+            } else {
+                whole_groups_pow2::<SYM, ADD>(sh, c, rs, ro, o, (shuf, shift));
+            }
         } else {
             let k0 = r * sh.gn;
             let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
@@ -485,7 +686,7 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                     }
                     continue;
                 }
-                if sh.bits != 4 || sh.group % 32 != 0 {
+                if sh.bits != 4 || !sh.group.is_multiple_of(32) {
                     let base = (k0 + gi) * sh.gb;
                     for (j, oo) in o.chunks_exact_mut(8).enumerate() {
                         // Bytes past the group belong to the next group (or are zero past
