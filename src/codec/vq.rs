@@ -419,6 +419,10 @@ pub fn decode_rows_with(
     }
     let v = lay.vectors_per_row;
     let ib = p.index_bytes();
+    if kernels::usable(be) != Backend::Scalar && cb.len() <= need_out {
+        let indices = &enc.indices[..lay.index_bytes];
+        return decode_rows_widened(cb, p.d, indices, v, ib, cols, rows, out, mode);
+    }
     for (orow, r) in out.chunks_exact_mut(cols).zip(rows) {
         let irow = &enc.indices[r * v * ib..(r + 1) * v * ib];
         let ok = if ib == 1 {
@@ -434,4 +438,98 @@ pub fn decode_rows_with(
         }
     }
     Ok(())
+}
+
+/// The fast path of [`decode_rows_with`]: the codebook widened to f32 once per call (only
+/// taken when it is no larger than the output), then every vector a fixed-size copy of
+/// `d` values for the common `d`. The values equal the reference's: widening f16 to f32 is
+/// exact either way, and `Add` adds each value once.
+#[allow(clippy::too_many_arguments)]
+fn decode_rows_widened(
+    cb: &[f16],
+    d: usize,
+    indices: &[u8],
+    v: usize,
+    ib: usize,
+    cols: usize,
+    rows: Range<usize>,
+    out: &mut [f32],
+    mode: Mode,
+) -> Result<(), StageError> {
+    use half::slice::HalfFloatSliceExt;
+    let mut cbf = vec![0f32; cb.len()];
+    cb.convert_to_f32_slice(&mut cbf);
+    for (orow, r) in out.chunks_exact_mut(cols).zip(rows) {
+        let irow = &indices[r * v * ib..(r + 1) * v * ib];
+        let ok = if ib == 1 {
+            vq_row_widened(&cbf, d, irow.iter().map(|&i| i as usize), orow, mode)
+        } else {
+            let it = irow
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+            vq_row_widened(&cbf, d, it, orow, mode)
+        };
+        if !ok {
+            return Err(StageError::IndexOutOfRange);
+        }
+    }
+    Ok(())
+}
+
+/// One row from a widened codebook; false if an index is outside it.
+fn vq_row_widened(
+    cbf: &[f32],
+    d: usize,
+    idx: impl Iterator<Item = usize>,
+    orow: &mut [f32],
+    mode: Mode,
+) -> bool {
+    match d {
+        2 => vq_row_fixed::<2>(cbf, idx, orow, mode),
+        4 => vq_row_fixed::<4>(cbf, idx, orow, mode),
+        8 => vq_row_fixed::<8>(cbf, idx, orow, mode),
+        16 => vq_row_fixed::<16>(cbf, idx, orow, mode),
+        _ => {
+            for (o, i) in orow.chunks_mut(d.max(1)).zip(idx) {
+                let Some(c) = i.checked_mul(d).and_then(|s| cbf.get(s..s + o.len())) else {
+                    return false;
+                };
+                put_all(o, c, mode);
+            }
+            true
+        }
+    }
+}
+
+/// [`vq_row_widened`] for a vector length known at compile time.
+fn vq_row_fixed<const D: usize>(
+    cbf: &[f32],
+    idx: impl Iterator<Item = usize>,
+    orow: &mut [f32],
+    mode: Mode,
+) -> bool {
+    let full = orow.len() / D * D;
+    let (head, tail) = orow.split_at_mut(full);
+    let mut idx = idx;
+    for (o, i) in head.chunks_exact_mut(D).zip(&mut idx) {
+        let Some(c) = cbf.get(i * D..).and_then(|c| c.first_chunk::<D>()) else {
+            return false;
+        };
+        put_all(o, c, mode);
+    }
+    if !tail.is_empty() {
+        let Some(c) = idx.next().and_then(|i| cbf.get(i * D..i * D + tail.len())) else {
+            return false;
+        };
+        put_all(tail, c, mode);
+    }
+    true
+}
+
+#[inline(always)]
+fn put_all(o: &mut [f32], c: &[f32], mode: Mode) {
+    match mode {
+        Mode::Set => o.copy_from_slice(c),
+        Mode::Add => o.iter_mut().zip(c).for_each(|(o, c)| *o += c),
+    }
 }
