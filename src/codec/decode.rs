@@ -200,8 +200,8 @@ pub fn decode_stage(
 /// Low-rank rows as `left[rows] x right` with the f16 factors widened to f32 once per call
 /// (slice conversion, SIMD where available) instead of once per multiply-add: the reference
 /// kernel's per-element `to_f32` kept it at ~0.02 GB/s. Same arithmetic in the same order
-/// (`acc = l0*r0`, then `acc += lt*rt`, then stored or added), so the values are bit-identical
-/// to `lowrank::decode_rows`. Returns false, touching nothing, when the lengths do not fit.
+/// (`acc = l0*r0`, then `acc += lt*rt`, then stored or added; see `kernels::lowrank_rows`),
+/// so the values are bit-identical to `lowrank::decode_rows`. Returns false, touching nothing, when the lengths do not fit.
 fn lowrank_rows_f32(
     left: &[f16],
     right: &[f16],
@@ -226,19 +226,15 @@ fn lowrank_rows_f32(
     left[l0..l1].convert_to_f32_slice(&mut lf);
     let mut rf = vec![0f32; rn];
     right[..rn].convert_to_f32_slice(&mut rf);
-    let mut acc = vec![0f32; cols];
-    for (orow, lrow) in out.chunks_exact_mut(cols).zip(lf.chunks_exact(rank)) {
-        for (a, rv) in acc.iter_mut().zip(&rf[..cols]) {
-            *a = lrow[0] * rv;
-        }
-        for (t, &lt) in lrow.iter().enumerate().skip(1) {
-            for (a, rv) in acc.iter_mut().zip(&rf[t * cols..(t + 1) * cols]) {
-                *a += lt * rv;
-            }
-        }
-        store(orow, &acc, mode);
-    }
-    true
+    crate::codec::kernels::lowrank_rows(
+        crate::codec::kernels::detect(),
+        &lf,
+        &rf,
+        rank,
+        cols,
+        out,
+        mode,
+    )
 }
 
 impl<'a> TensorView<'a> {
@@ -282,7 +278,11 @@ impl<'a> TensorView<'a> {
                 Ok((st, secs))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Plan { m, stages })
+        let right = stages
+            .iter()
+            .map(|(st, secs)| widened_right(*st, secs, m, self.name()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Plan { m, stages, right })
     }
 
     /// Decodes the whole tensor into `out` (`n_elements` values), in parallel over rows.
@@ -398,6 +398,33 @@ const FUSE_ELEMS: usize = 16 * 1024;
 struct Plan<'a> {
     m: Matrix,
     stages: Vec<(Stage, Vec<&'a [u8]>)>,
+    /// Per stage: a low-rank stage's right factor widened to f32, once per call rather
+    /// than once per slice of rows.
+    right: Vec<Option<Vec<f32>>>,
+}
+
+/// The right factor of a low-rank stage as f32, or `None` for other stages (and for
+/// sections whose length does not fit the stage, which `decode_stage` then reports).
+fn widened_right(st: Stage, secs: &[&[u8]], m: Matrix, name: &str) -> Result<Option<Vec<f32>>> {
+    let Stage::LowRank { rank, .. } = st else {
+        return Ok(None);
+    };
+    let Some(rsec) = secs.get(1) else {
+        return Ok(None);
+    };
+    let r = typed::<f16>(rsec)?;
+    if Some(r.len()) != (rank as usize).checked_mul(m.cols as usize) {
+        return Ok(None);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(r.len())
+        .map_err(|_| Error::OutOfMemory {
+            what: format!("low-rank factor of {name:?}"),
+            bytes: r.len() as u64 * 4,
+        })?;
+    v.resize(r.len(), 0f32);
+    r.convert_to_f32_slice(&mut v);
+    Ok(Some(v))
 }
 
 impl Plan<'_> {
@@ -424,12 +451,49 @@ impl Plan<'_> {
         let mut r0 = rows.start;
         for chunk in out.chunks_mut(step * cols.max(1)) {
             let r1 = r0 + chunk.len() / cols.max(1);
-            for (i, (st, secs)) in self.stages.iter().enumerate() {
+            for (i, ((st, secs), right)) in self.stages.iter().zip(&self.right).enumerate() {
                 let mode = if i == 0 { Mode::Set } else { Mode::Add };
+                if let (Stage::LowRank { rank, .. }, Some(rf)) = (st, right) {
+                    if lowrank_rows_widened(secs, rf, *rank as usize, cols, r0..r1, chunk, mode)? {
+                        continue;
+                    }
+                }
                 decode_stage(secs, self.m, *st, r0..r1, chunk, mode)?;
             }
             r0 = r1;
         }
         Ok(())
     }
+}
+
+/// Low-rank rows against an already widened right factor: only the rows' left factors are
+/// widened here. `false` when the left factor's length does not fit (the caller then falls
+/// back to `decode_stage`, which reports it).
+fn lowrank_rows_widened(
+    secs: &[&[u8]],
+    right: &[f32],
+    rank: usize,
+    cols: usize,
+    rows: Range<usize>,
+    out: &mut [f32],
+    mode: Mode,
+) -> Result<bool> {
+    let left = typed::<f16>(secs[0])?;
+    let (Some(l0), Some(l1)) = (rows.start.checked_mul(rank), rows.end.checked_mul(rank)) else {
+        return Ok(false);
+    };
+    let Some(l) = left.get(l0..l1) else {
+        return Ok(false);
+    };
+    let mut lf = vec![0f32; l.len()];
+    l.convert_to_f32_slice(&mut lf);
+    Ok(crate::codec::kernels::lowrank_rows(
+        crate::codec::kernels::detect(),
+        &lf,
+        right,
+        rank,
+        cols,
+        out,
+        mode,
+    ))
 }

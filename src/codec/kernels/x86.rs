@@ -104,6 +104,119 @@ pub(super) unsafe fn copy_f16(c: &[f16], o: &mut [f32], mode: Mode) {
     super::copy_f16_scalar(&c[i..n], &mut o[i..n], mode);
 }
 
+/// AVX2 version of `super::lowrank_rows_scalar`: blocks of 4 rows x 16 columns held in
+/// eight accumulators while the rank runs, so each 16 values of `right` loaded serve 4
+/// rows. Per element the same operations in the same order as the reference.
+///
+/// # Safety
+/// The CPU must support AVX2; `left.len() == rows*rank`, `right.len() == rank*cols` and
+/// `out.len() == rows*cols` with `rank, cols > 0` (checked by the caller; the accesses
+/// below are bounds-checked slices anyway).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn lowrank_rows(
+    left: &[f32],
+    right: &[f32],
+    rank: usize,
+    cols: usize,
+    out: &mut [f32],
+    mode: Mode,
+) {
+    let rows = out.len() / cols;
+    let mut r = 0;
+    while r + 4 <= rows {
+        lowrank_block::<4>(
+            &left[r * rank..(r + 4) * rank],
+            right,
+            rank,
+            cols,
+            &mut out[r * cols..(r + 4) * cols],
+            mode,
+        );
+        r += 4;
+    }
+    while r < rows {
+        lowrank_block::<1>(
+            &left[r * rank..(r + 1) * rank],
+            right,
+            rank,
+            cols,
+            &mut out[r * cols..(r + 1) * cols],
+            mode,
+        );
+        r += 1;
+    }
+}
+
+/// `R` rows of [`lowrank_rows`]: 16 columns at a time, then 8, then one by one.
+#[target_feature(enable = "avx2")]
+fn lowrank_block<const R: usize>(
+    left: &[f32],
+    right: &[f32],
+    rank: usize,
+    cols: usize,
+    out: &mut [f32],
+    mode: Mode,
+) {
+    let load = |t: usize, j: usize| -> __m256 {
+        let src = &right[t * cols + j..t * cols + j + 8];
+        // SAFETY: `src` is exactly 8 f32; unaligned load.
+        unsafe { _mm256_loadu_ps(src.as_ptr()) }
+    };
+    let mut j = 0;
+    while j + 16 <= cols {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let (ra, rb) = (load(0, j), load(0, j + 8));
+        for (i, a) in acc.iter_mut().enumerate() {
+            let l = _mm256_set1_ps(left[i * rank]);
+            *a = [_mm256_mul_ps(l, ra), _mm256_mul_ps(l, rb)];
+        }
+        for t in 1..rank {
+            let (ra, rb) = (load(t, j), load(t, j + 8));
+            for (i, a) in acc.iter_mut().enumerate() {
+                let l = _mm256_set1_ps(left[i * rank + t]);
+                a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(l, ra));
+                a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(l, rb));
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let o = &mut out[i * cols + j..i * cols + j + 16];
+            store8(&mut o[..8], a[0], mode);
+            store8(&mut o[8..], a[1], mode);
+        }
+        j += 16;
+    }
+    while j + 8 <= cols {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let ra = load(0, j);
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_mul_ps(_mm256_set1_ps(left[i * rank]), ra);
+        }
+        for t in 1..rank {
+            let ra = load(t, j);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_set1_ps(left[i * rank + t]), ra));
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            store8(&mut out[i * cols + j..i * cols + j + 8], *a, mode);
+        }
+        j += 8;
+    }
+    for jj in j..cols {
+        for i in 0..R {
+            let mut a = left[i * rank] * right[jj];
+            for t in 1..rank {
+                a += left[i * rank + t] * right[t * cols + jj];
+            }
+            let o = &mut out[i * cols + jj];
+            match mode {
+                Mode::Set => *o = a,
+                Mode::Add => *o += a,
+            }
+        }
+    }
+}
+
 /// AVX2 version of `super::nearest`: 8 centroids per step, per-lane running minimum
 /// with strict `<` (so each lane keeps its lowest index), then a lowest-index reduction.
 ///
