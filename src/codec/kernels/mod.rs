@@ -1,10 +1,12 @@
-//! Decode kernels of the codec stages: a plain scalar reference for every stage and
-//! x86 AVX2/F16C fast paths for the hot ones (int at b=4 and b=8, vq), chosen at run
-//! time in this one place.
+//! Decode kernels of the codec stages: a plain scalar reference for every stage and x86
+//! fast paths, chosen at run time in this one place ([`detect`]): AVX2/F16C for int rows
+//! of every width, low-rank products, vq search and f16 widening, and AVX-512 for int rows
+//! whose groups are 16 or longer.
 //!
 //! Every fast path performs exactly the same IEEE f32 operations in the same order as
 //! its scalar reference (separate multiply and add, never a fused multiply-add), so the
-//! two are bit-identical; `tests/codec_stages.rs` checks this.
+//! two are bit-identical; the tests here and in `tests/codec_stages.rs` check every
+//! backend the CPU has against the reference.
 
 use std::sync::OnceLock;
 
