@@ -19,7 +19,7 @@ pub(crate) fn f16_bytes(v: f32) -> [u8; 2] {
     half::f16::from_f32(v).to_le_bytes()
 }
 
-/// q4_0: d, then 32 4-bit values (elem j in the low nibble of qs[j], elem j+16 in the high nibble).
+/// q4_0: d, then 32 4-bit values (elem j in the low nibble of `qs[j]`, elem j+16 in the high nibble).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct BlockQ4_0 {
@@ -129,7 +129,7 @@ pub struct BlockQ5K {
     pub dmin: [u8; 2],
     /// 8 packed (6-bit scale, 6-bit min) pairs.
     pub scales: [u8; 12],
-    /// Fifth bits: bit 2c / 2c+1 of qh[l] for chunk c.
+    /// Fifth bits: bit 2c / 2c+1 of `qh[l]` for chunk c.
     pub qh: [u8; 32],
     /// Packed low nibbles.
     pub qs: [u8; 128],
