@@ -1,23 +1,22 @@
 #!/usr/bin/env bash
 # Convert throughput and peak RSS of `tpk convert` per preset (see BENCHMARKS.md).
 #
-# usage: scripts/bench-convert.sh [WORKDIR]   (env: MB=500 SMALL_MB=50 PRESETS="..." VQ_PRESETS="...")
+# usage: scripts/bench-convert.sh [WORKDIR]   (env: MB=500 PRESETS="...")
 #
-# - a ~MB MiB f16 LLaMA-shaped model from `gen-fixtures big`, converted with every int/ggml
-#   preset at --threads 2 and 1 under /usr/bin/time -v (wall time, peak RSS);
-# - the vq-based presets (pocketllm, tenpak_x) on a SMALL_MB model (they run at a few MB/s);
+# - a ~MB MiB f16 LLaMA-shaped model from `gen-fixtures big`, converted with every preset
+#   (int, ggml, raw and the vq-based ones) at --threads 2 and 1 under /usr/bin/time -v
+#   (wall time, peak RSS);
 # - tenpak_x on a SmolLM-135M-shaped model (hidden 576, 30 layers, ffn 1536, vocab 49152,
 #   9 heads / 3 KV heads of 64), f16 random weights written by numpy + safetensors.
 # Prints one TSV line per run: preset model threads wall_s cpu_s src_MB MB/s(wall)
-# MB/s/core(cpu) rss_MB bound_MB. Per-core throughput uses user+sys CPU seconds, so it holds
-# up when other jobs share the machine; wall-clock MB/s does not.
+# MB/s/core(cpu) rss_MB bound_MB sha256(16). Per-core throughput uses user+sys CPU seconds, so
+# it holds up when other jobs share the machine; wall-clock MB/s does not. The two thread
+# counts of a preset must print the same sha256 (output independent of the thread count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/tenpak-bench-convert}
 MB=${MB:-500}
-SMALL_MB=${SMALL_MB:-50}
-PRESETS=${PRESETS:-"int4_g32 int4_g128 int4_g8 int8 int4_opt int4_residual q8_0 q4_k f16"}
-VQ_PRESETS=${VQ_PRESETS:-"pocketllm tenpak_x"}
+PRESETS=${PRESETS:-"int4_g8 int4_g16 int4_g32 int4_g64 int4_g128 int8 int4_opt int4_residual q8_0 q4_k f16 pocketllm tenpak_x"}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install -y time)" >&2; exit 1; }
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q --bin tpk -p tenpak
@@ -27,7 +26,6 @@ TPK=target/release/tpk
 GEN=target/release/gen-fixtures
 mkdir -p "$WORK"
 [ -f "$WORK/big/model.safetensors" ] || $GEN big "$WORK/big" --mb "$MB" >/dev/null
-[ -f "$WORK/small/model.safetensors" ] || $GEN big "$WORK/small" --mb "$SMALL_MB" >/dev/null
 if [ ! -f "$WORK/smol135m/model.safetensors" ]; then
   mkdir -p "$WORK/smol135m"
   python3 - "$WORK/smol135m" <<'PY'
@@ -77,11 +75,11 @@ run() { # preset model threads
   src=$(stat -c %s "$WORK/$m/model.safetensors")
   big=$(largest "$WORK/$m")
   awk -v p="$p" -v m="$m" -v th="$th" -v w="$wall" -v c="$cpu" -v s="$src" -v r="$rss" -v b="$big" 'BEGIN{
-    mb=s/1e6; printf "%s\t%s\t%d\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\n", p, m, th, w, c, mb, mb/w, mb/c, r, 2*b/1048576+100 }'
+    mb=s/1e6; printf "%s\t%s\t%d\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t", p, m, th, w, c, mb, mb/w, mb/c, r, 2*b/1048576+100 }'
+  sha256sum "$out" | cut -c1-16
   rm -f "$out"
 }
 
-echo -e "preset\tmodel\tthreads\twall_s\tcpu_s\tsrc_MB\tMB/s\tMB/s/core\trss_MB\tbound_MB"
+echo -e "preset\tmodel\tthreads\twall_s\tcpu_s\tsrc_MB\tMB/s\tMB/s/core\trss_MB\tbound_MB\tsha256"
 for p in $PRESETS; do for th in 2 1; do run "$p" big "$th"; done; done
-for p in $VQ_PRESETS; do for th in 2 1; do run "$p" small "$th"; done; done
 run tenpak_x smol135m 2
