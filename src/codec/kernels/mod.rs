@@ -420,7 +420,13 @@ pub fn nearest(be: Backend, x: &[f32], ct: &[f32], k: usize, dist: &mut [f32]) -
     }
     match usable(be) {
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 | Backend::Avx512 if x.len() <= 16 => {
+        Backend::Avx512 if x.len() <= 16 => {
+            // SAFETY: `usable` returned Avx512 only after runtime detection of AVX-512 F, BW
+            // and VL, AVX2 and F16C, and `ct.len() >= x.len()*k` was checked above.
+            unsafe { x86::nearest512(x, ct, k) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 if x.len() <= 16 => {
             // SAFETY: `usable` returned Avx2 only after runtime detection of AVX2 and F16C,
             // and `ct.len() >= x.len()*k` was checked above.
             unsafe { x86::nearest(x, ct, k) }
@@ -593,7 +599,7 @@ mod tests {
     #[test]
     fn nearest_simd_matches_scalar_including_ties() {
         let mut rng = SplitMix64::new(9);
-        for k in [2usize, 7, 8, 9, 31, 256, 300] {
+        for k in [2usize, 7, 8, 9, 15, 16, 17, 31, 48, 256, 300] {
             for d in 1..=16 {
                 // Coarse values so exact ties (equal distances) are frequent.
                 let mut ct: Vec<f32> = (0..k * d)
@@ -610,8 +616,10 @@ mod tests {
                         .map(|_| (rng.next_f64() * 4.0).floor() as f32)
                         .collect();
                     let a = nearest(Backend::Scalar, &x, &ct, k, &mut dist);
-                    let b = nearest(Backend::Avx2, &x, &ct, k, &mut dist);
-                    assert_eq!(a, b, "k={k} d={d} x={x:?}");
+                    for be in Backend::available() {
+                        let b = nearest(be, &x, &ct, k, &mut dist);
+                        assert_eq!(a, b, "{be:?} k={k} d={d} x={x:?}");
+                    }
                 }
             }
         }

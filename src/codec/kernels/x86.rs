@@ -304,6 +304,88 @@ pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
     bi
 }
 
+/// AVX-512 version of `super::nearest`: [`nearest`] with 16 centroids per step (the same
+/// per-centroid distances, so the same answer, ties to the lowest index).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; `ct.len() >= x.len() * k`.
+#[target_feature(enable = "avx512f,avx2")]
+pub(super) unsafe fn nearest512(x: &[f32], ct: &[f32], k: usize) -> usize {
+    let k16 = k / 16 * 16;
+    let n = x.len().min(16);
+    let x = &x[..n];
+    let mut xb = [_mm512_setzero_ps(); 16];
+    for (b, &v) in xb.iter_mut().zip(x) {
+        *b = _mm512_set1_ps(v);
+    }
+    let base = ct.as_ptr();
+    // Distances of the 16 centroids starting at c, as `((0 + e0²) + e1²) + ...`.
+    let block = |c: usize| -> __m512 {
+        let mut acc = _mm512_setzero_ps();
+        for (j, xj) in xb[..n].iter().enumerate() {
+            // SAFETY: j < x.len() and c + 16 <= k, so j*k + c + 16 <= x.len()*k <= ct.len()
+            // (checked by the caller); unaligned load.
+            let cv = unsafe { _mm512_loadu_ps(base.add(j * k + c)) };
+            let e = _mm512_sub_ps(*xj, cv);
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(e, e));
+        }
+        acc
+    };
+    let mut best_d = _mm512_set1_ps(f32::INFINITY);
+    let mut best_i = _mm512_setzero_si512();
+    let mut idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let step = _mm512_set1_epi32(16);
+    let mut take = |acc: __m512, idx: __m512i| {
+        let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(acc, best_d);
+        best_d = _mm512_mask_blend_ps(lt, best_d, acc);
+        best_i = _mm512_mask_blend_epi32(lt, best_i, idx);
+    };
+    // Two independent blocks per step; compared in increasing index order.
+    let mut c = 0;
+    while c + 32 <= k16 {
+        let (a0, a1) = (block(c), block(c + 16));
+        take(a0, idx);
+        idx = _mm512_add_epi32(idx, step);
+        take(a1, idx);
+        idx = _mm512_add_epi32(idx, step);
+        c += 32;
+    }
+    while c < k16 {
+        take(block(c), idx);
+        idx = _mm512_add_epi32(idx, step);
+        c += 16;
+    }
+    let mut ds = [0.0f32; 16];
+    let mut is = [0i32; 16];
+    // SAFETY: both arrays hold exactly 16 lanes; unaligned stores.
+    unsafe {
+        _mm512_storeu_ps(ds.as_mut_ptr(), best_d);
+        _mm512_storeu_si512(is.as_mut_ptr() as *mut __m512i, best_i);
+    }
+    let mut bd = f32::INFINITY;
+    let mut bi = 0usize;
+    for (&d, &i) in ds.iter().zip(&is) {
+        let i = i as usize;
+        if d < bd || (d == bd && i < bi) {
+            bd = d;
+            bi = i;
+        }
+    }
+    // Remaining centroids (all with larger indices): strict `<` keeps ties low.
+    for cc in k16..k {
+        let mut s = 0.0f32;
+        for (j, &xj) in x.iter().enumerate() {
+            let e = xj - ct[j * k + cc];
+            s += e * e;
+        }
+        if s < bd {
+            bd = s;
+            bi = cc;
+        }
+    }
+    bi
+}
+
 /// f16 bits widened to f32 with F16C (exact, like `half`'s conversion).
 #[target_feature(enable = "avx2,f16c")]
 fn f16_to_f32(h: f16) -> f32 {
