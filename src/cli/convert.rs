@@ -66,7 +66,11 @@ pub fn run(a: Args) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut total = 0usize;
-    let summary = convert(&opts, &mut |ev| match ev {
+    // The whole conversion runs on a worker of the pool, so the codecs' parallel loops are
+    // nested rayon calls (run inline or stolen) instead of jobs injected from outside the
+    // pool, each of which parks and wakes a thread: k-means++ seeding alone makes a few
+    // hundred such calls per tensor.
+    let mut on_event = |ev: &Event<'_>| match ev {
         Event::Start {
             tensors,
             source_bytes,
@@ -113,7 +117,8 @@ pub fn run(a: Args) -> Result<()> {
                 );
             }
         }
-    })?;
+    };
+    let summary = rayon::scope(|_| convert(&opts, &mut on_event))?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
