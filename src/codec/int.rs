@@ -213,21 +213,49 @@ fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) 
     }
 }
 
-/// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+/// Plain min/max (asymmetric) or signed-absmax (symmetric) parameters of one group, as the
+/// refinement starts from them.
 #[inline(always)]
-fn encode_group(
-    x: &[f32],
-    w: Option<&[f32]>,
-    p: &IntParams,
-    refine: Refine,
-    q: &mut [u8],
-    tmp: &mut [u8],
-) -> (f16, f16) {
-    let bits = p.bits;
-    let sym = p.symmetric;
-    let qmax = ((1u32 << bits) - 1) as f32;
-    let half = (1i32 << (bits - 1)) as f32;
-    let (s0, m0) = if sym {
+fn init_params(x: &[f32], p: &IntParams) -> (f16, f16) {
+    let qmax = ((1u32 << p.bits) - 1) as f32;
+    let half = (1i32 << (p.bits - 1)) as f32;
+    let (s0, m0) = if p.symmetric {
+        let ext = x
+            .iter()
+            .copied()
+            .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+        (to_f16(-ext / half), f16::ZERO)
+    } else {
+        // Explicit compares rather than `f32::min`/`max`, whose result for -0.0 vs 0.0 is
+        // unspecified (LLVM's minnum may return either, and inlined copies did differ): on
+        // ties the first element wins, which is what the refined encoder's compiled
+        // `f32::min`/`max` folds did (inputs are finite, so NaN plays no part).
+        let mn = x
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, |a, v| if v < a { v } else { a });
+        let mx = x
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, |a, v| if v > a { v } else { a });
+        (to_f16((mx - mn) / qmax), to_f16(mn))
+    };
+    // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
+    let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    (s0, m0)
+}
+
+/// [`init_params`] as the plain (unrefined) encoder computes it, with `f32::min`/`max`
+/// folds. Kept as it was: on a group whose minimum (or maximum) is a zero present with both
+/// signs, which zero these return is up to the compiler (LLVM's minnum leaves it open, and
+/// the compiled plain path does not always keep the first one), and the bytes it produces
+/// are the format's reference. Inputs are finite, so that is the only difference from
+/// [`init_params`].
+#[inline(always)]
+fn init_params_plain(x: &[f32], p: &IntParams) -> (f16, f16) {
+    let qmax = ((1u32 << p.bits) - 1) as f32;
+    let half = (1i32 << (p.bits - 1)) as f32;
+    let (s0, m0) = if p.symmetric {
         let ext = x
             .iter()
             .copied()
@@ -240,10 +268,55 @@ fn encode_group(
     };
     // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
     let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    (s0, m0)
+}
+
+/// Least-squares (s, m) from the weighted sums `[sw, sq, sqq, sx, sqx]` of the current
+/// codes, rounded to f16; `None` when the fit is singular or unusable (the refinement
+/// stops there).
+#[inline(always)]
+fn fit(sym: bool, sums: [f64; 5]) -> Option<(f16, f16)> {
+    let [sw, sq, sqq, sx, sqx] = sums;
+    let (s, m) = if sym {
+        if sqq <= 0.0 {
+            return None;
+        }
+        (sqx / sqq, 0.0)
+    } else {
+        let det = sw * sqq - sq * sq;
+        if det <= 1e-12 * sw * sqq || sw <= 0.0 {
+            return None;
+        }
+        let s = (sw * sqx - sq * sx) / det;
+        (s, (sx - s * sq) / sw)
+    };
+    let s16 = to_f16(s as f32);
+    let m16 = to_f16(m as f32);
+    if !(s.is_finite() && m.is_finite()) || s16.to_f32() == 0.0 || (!sym && s16.to_f32() < 0.0) {
+        return None;
+    }
+    Some((s16, m16))
+}
+
+/// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+#[inline(always)]
+fn encode_group(
+    x: &[f32],
+    w: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    q: &mut [u8],
+    tmp: &mut [u8],
+) -> (f16, f16) {
+    let bits = p.bits;
+    let sym = p.symmetric;
+    let half = (1i32 << (bits - 1)) as f32;
     let Refine::Opt { max_iters } = refine else {
+        let (s0, m0) = init_params_plain(x, p);
         quantize_codes(x, bits, sym, s0, m0, q);
         return (s0, m0);
     };
+    let (s0, m0) = init_params(x, p);
     let err0 = quantize(x, w, bits, sym, s0, m0, q);
     let mut best = GroupFit {
         s: s0,
@@ -268,25 +341,9 @@ fn encode_group(
             sx += wt * xv as f64;
             sqx += wt * qv * xv as f64;
         }
-        let (s, m) = if sym {
-            if sqq <= 0.0 {
-                break;
-            }
-            (sqx / sqq, 0.0)
-        } else {
-            let det = sw * sqq - sq * sq;
-            if det <= 1e-12 * sw * sqq || sw <= 0.0 {
-                break;
-            }
-            let s = (sw * sqx - sq * sx) / det;
-            (s, (sx - s * sq) / sw)
-        };
-        let s16 = to_f16(s as f32);
-        let m16 = to_f16(m as f32);
-        if !(s.is_finite() && m.is_finite()) || s16.to_f32() == 0.0 || (!sym && s16.to_f32() < 0.0)
-        {
+        let Some((s16, m16)) = fit(sym, [sw, sq, sqq, sx, sqx]) else {
             break;
-        }
+        };
         let err = quantize(x, w, bits, sym, s16, m16, tmp);
         if err < best.err {
             best = GroupFit {
@@ -300,6 +357,222 @@ fn encode_group(
         }
     }
     (best.s, best.m)
+}
+
+/// Groups refined side by side by [`encode_groups_opt`].
+const LANES: usize = 8;
+
+/// What a lane of [`encode_groups_opt`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// No group: the row has no more.
+    Empty,
+    /// A group just loaded: the next pass measures its min/max parameters.
+    Fresh,
+    /// A group whose fitted candidate the next pass measures.
+    Candidate,
+}
+
+/// The sums one pass computes for every lane: the candidate's weighted squared error, and
+/// the code sums the next least-squares fit needs (`sq`, `sqq`, `sqx`).
+struct PassSums {
+    err: [f64; LANES],
+    sq: [f64; LANES],
+    sqq: [f64; LANES],
+    sqx: [f64; LANES],
+}
+
+/// One [`quantize`] per lane fused with the code sums of [`encode_group`]'s fit, every
+/// lane's sums in element order (the same f64 operations, so the same values). `xt` and
+/// `wt` are lane-interleaved: element `j` of lane `l` at `j * LANES + l`.
+#[inline(always)]
+fn lanes_pass<const SYM: bool, const WEIGHTED: bool>(
+    xt: &[f32],
+    wt: &[f32],
+    bits: u8,
+    sf: &[f32; LANES],
+    mf: &[f32; LANES],
+) -> PassSums {
+    let qmax = (1i32 << bits) - 1;
+    let half = 1i32 << (bits - 1);
+    let half64 = half as f32 as f64;
+    let mut r = PassSums {
+        err: [0.0; LANES],
+        sq: [0.0; LANES],
+        sqq: [0.0; LANES],
+        sqx: [0.0; LANES],
+    };
+    for (j, xj) in xt.chunks_exact(LANES).enumerate() {
+        for l in 0..LANES {
+            let xv = xj[l];
+            let c = code_of(xv, SYM, sf[l], mf[l], half, qmax);
+            let dec = if SYM {
+                (c - half) as f32 * sf[l]
+            } else {
+                c as f32 * sf[l] + mf[l]
+            };
+            let e = (dec - xv) as f64;
+            let w = if WEIGHTED {
+                wt[j * LANES + l] as f64
+            } else {
+                1.0
+            };
+            r.err[l] += w * e * e;
+            let qv = if SYM { c as f64 - half64 } else { c as f64 };
+            r.sq[l] += w * qv;
+            r.sqq[l] += w * qv * qv;
+            r.sqx[l] += w * qv * xv as f64;
+        }
+    }
+    r
+}
+
+/// The state of [`encode_groups_opt`]'s lanes.
+struct Lanes {
+    /// Lane-interleaved group elements (element `j` of lane `l` at `j * LANES + l`).
+    xt: Vec<f32>,
+    /// Lane-interleaved column weights (empty when unweighted).
+    wt: Vec<f32>,
+    lane: [Lane; LANES],
+    /// The group each lane holds.
+    gi: [usize; LANES],
+    /// Fits done so far.
+    it: [usize; LANES],
+    /// Parameters the next pass measures, and as f32.
+    cur: [(f16, f16); LANES],
+    sf: [f32; LANES],
+    mf: [f32; LANES],
+    best: [(f16, f16); LANES],
+    best_err: [f64; LANES],
+    /// The fit's code-free sums `sw`, `sx`, the same every round.
+    sw: [f64; LANES],
+    sx: [f64; LANES],
+}
+
+impl Lanes {
+    /// Puts the group `x` (weights `w`), number `k` in the row, into lane `l` with its
+    /// min/max parameters.
+    #[inline(always)]
+    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, p: &IntParams) {
+        let (s0, m0) = init_params(x, p);
+        self.cur[l] = (s0, m0);
+        self.sf[l] = s0.to_f32();
+        self.mf[l] = m0.to_f32();
+        // `encode_group`'s `sw` and `sx`, in its order.
+        let (mut sw, mut sx) = (0.0f64, 0.0f64);
+        for (j, &xv) in x.iter().enumerate() {
+            self.xt[j * LANES + l] = xv;
+            let wv = match w {
+                Some(w) => {
+                    self.wt[j * LANES + l] = w[j];
+                    w[j] as f64
+                }
+                None => 1.0,
+            };
+            sw += wv;
+            sx += wv * xv as f64;
+        }
+        self.sw[l] = sw;
+        self.sx[l] = sx;
+        self.gi[l] = k;
+        self.lane[l] = Lane::Fresh;
+    }
+}
+
+/// [`encode_group`] with `Refine::Opt` for the first `n` (full) groups of a row, `LANES`
+/// groups at a time: each lane runs one group's refinement with exactly the scalar
+/// operations in the scalar order, so the dependency chains of different groups overlap
+/// instead of waiting on each other; a lane whose group is done takes the row's next one.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn encode_groups_opt(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    max_iters: usize,
+    n: usize,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    let g = p.group;
+    let gb = p.group_bytes();
+    let sym = p.symmetric;
+    let group = |k: usize| {
+        (
+            &xrow[k * g..(k + 1) * g],
+            ws.map(|w| &w[k * g..(k + 1) * g]),
+        )
+    };
+    let mut st = Lanes {
+        xt: vec![0f32; g * LANES],
+        wt: vec![0f32; if ws.is_some() { g * LANES } else { 0 }],
+        lane: [Lane::Empty; LANES],
+        gi: [0; LANES],
+        it: [0; LANES],
+        cur: [(f16::ONE, f16::ZERO); LANES],
+        sf: [1.0; LANES],
+        mf: [0.0; LANES],
+        best: [(f16::ONE, f16::ZERO); LANES],
+        best_err: [0.0; LANES],
+        sw: [0.0; LANES],
+        sx: [0.0; LANES],
+    };
+    let mut q = [0u8; MAX_GROUP];
+    let mut next = 0usize;
+    for l in 0..LANES.min(n) {
+        let (x, w) = group(l);
+        st.load(l, l, x, w, p);
+        next += 1;
+    }
+    while st.lane.iter().any(|&s| s != Lane::Empty) {
+        let r = match (sym, ws.is_some()) {
+            (true, false) => lanes_pass::<true, false>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (true, true) => lanes_pass::<true, true>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (false, false) => lanes_pass::<false, false>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (false, true) => lanes_pass::<false, true>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+        };
+        for l in 0..LANES {
+            let improved = match st.lane[l] {
+                Lane::Empty => continue,
+                Lane::Fresh => {
+                    st.it[l] = 0;
+                    true
+                }
+                Lane::Candidate => r.err[l] < st.best_err[l],
+            };
+            if improved {
+                st.best[l] = st.cur[l];
+                st.best_err[l] = r.err[l];
+                if st.it[l] < max_iters {
+                    st.it[l] += 1;
+                    if let Some((s16, m16)) =
+                        fit(sym, [st.sw[l], r.sq[l], r.sqq[l], st.sx[l], r.sqx[l]])
+                    {
+                        st.cur[l] = (s16, m16);
+                        st.sf[l] = s16.to_f32();
+                        st.mf[l] = m16.to_f32();
+                        st.lane[l] = Lane::Candidate;
+                        continue;
+                    }
+                }
+            }
+            // The group is done: its codes are those of its best parameters.
+            let k = st.gi[l];
+            let (s, m) = st.best[l];
+            quantize_codes(group(k).0, p.bits, sym, s, m, &mut q[..g]);
+            pack_group(&q[..g], p.bits, &mut crow[k * gb..(k + 1) * gb]);
+            srow[k] = s;
+            orow[k] = m;
+            if next < n {
+                let (x, w) = group(next);
+                st.load(l, next, x, w, p);
+                next += 1;
+            } else {
+                st.lane[l] = Lane::Empty;
+            }
+        }
+    }
 }
 
 /// The same as [`encode_row`], compiled for AVX2 (wider vectors for the same IEEE
@@ -338,7 +611,17 @@ fn encode_row(
     let gn = srow.len();
     let mut q = [0u8; MAX_GROUP];
     let mut tmp = [0u8; MAX_GROUP];
-    for gi in 0..gn {
+    // Full groups of a refined row go through the lanes (the same bytes as
+    // `encode_group`, several groups at a time); the rest one by one.
+    let mut first = 0;
+    if let Refine::Opt { max_iters } = refine {
+        let full = (cols / g).min(gn);
+        if full >= 2 {
+            encode_groups_opt(xrow, ws, p, max_iters, full, crow, srow, orow);
+            first = full;
+        }
+    }
+    for gi in first..gn {
         let c0 = gi * g;
         let c1 = (c0 + g).min(cols);
         let xs = &xrow[c0..c1];
@@ -348,21 +631,26 @@ fn encode_row(
         let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
         srow[gi] = s;
         orow[gi] = m;
-        let dst = &mut crow[gi * gb..(gi + 1) * gb];
-        match p.bits {
-            // Same bytes as `bits::pack` (codes are < 2^bits), without its
-            // bit accumulator.
-            8 => dst.copy_from_slice(&q[..g]),
-            4 => {
-                for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
-                    *o = c[0] | (c[1] << 4);
-                }
+        pack_group(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
+    }
+}
+
+/// Packs one group's `g` codes into its `g*b/8` bytes.
+#[inline(always)]
+fn pack_group(q: &[u8], bits: u8, dst: &mut [u8]) {
+    match bits {
+        // Same bytes as `bits::pack` (codes are < 2^bits), without its
+        // bit accumulator.
+        8 => dst.copy_from_slice(q),
+        4 => {
+            for (o, c) in dst.iter_mut().zip(q.chunks_exact(2)) {
+                *o = c[0] | (c[1] << 4);
             }
-            _ => {
-                // Lengths match by construction (g codes into g*b/8 bytes).
-                let ok = bits::pack(&q[..g], p.bits, dst);
-                debug_assert!(ok);
-            }
+        }
+        _ => {
+            // Lengths match by construction (g codes into g*b/8 bytes).
+            let ok = bits::pack(q, bits, dst);
+            debug_assert!(ok);
         }
     }
 }
@@ -517,6 +805,211 @@ pub fn decode_rows_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every group through the scalar [`encode_group`], one by one: the reference the
+    /// lanes must match bit for bit.
+    fn reference_row(
+        xrow: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+        crow: &mut [u8],
+        srow: &mut [f16],
+        orow: &mut [f16],
+    ) {
+        let (g, gb, cols) = (p.group, p.group_bytes(), xrow.len());
+        let mut q = [0u8; MAX_GROUP];
+        let mut tmp = [0u8; MAX_GROUP];
+        for gi in 0..srow.len() {
+            let (c0, c1) = (gi * g, ((gi + 1) * g).min(cols));
+            q[..g].fill(0);
+            let (s, m) = encode_group(
+                &xrow[c0..c1],
+                ws.map(|w| &w[c0..c1]),
+                p,
+                refine,
+                &mut q[..c1 - c0],
+                &mut tmp,
+            );
+            srow[gi] = s;
+            orow[gi] = m;
+            pack_group(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
+        }
+    }
+
+    /// [`reference_row`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn reference_row_avx2(
+        xrow: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+        crow: &mut [u8],
+        srow: &mut [f16],
+        orow: &mut [f16],
+    ) {
+        reference_row(xrow, ws, p, refine, crow, srow, orow)
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
+    /// One row of test data: groups of random kinds (uniform, gaussian-ish, constant,
+    /// zeros of both signs, huge, tiny, one outlier).
+    fn test_row(rng: &mut Rng, cols: usize, g: usize) -> Vec<f32> {
+        let mut x = Vec::with_capacity(cols);
+        while x.len() < cols {
+            let kind = rng.next() % 9;
+            let scale = match rng.next() % 4 {
+                0 => 1e-3,
+                1 => 0.02,
+                2 => 1.0,
+                _ => 300.0,
+            };
+            let c = rng.unit() - 0.5;
+            for j in 0..g {
+                let u = rng.unit() - 0.5;
+                let v = match kind {
+                    0 => u * scale,
+                    1 => (u + rng.unit() + rng.unit() - 1.0) * scale,
+                    2 => c * scale,
+                    3 => {
+                        if rng.next() % 2 == 0 {
+                            0.0
+                        } else {
+                            -0.0
+                        }
+                    }
+                    4 => u * 6.0e4,
+                    5 => u * 1e-7,
+                    6 => {
+                        if j == 3 {
+                            c * 1e3
+                        } else {
+                            u * scale
+                        }
+                    }
+                    7 => (u * 4.0).round() * scale,
+                    _ => {
+                        if rng.next() % 3 == 0 {
+                            if rng.next() % 2 == 0 {
+                                0.0
+                            } else {
+                                -0.0
+                            }
+                        } else {
+                            u.abs() * scale
+                        }
+                    }
+                };
+                x.push(v);
+            }
+        }
+        x.truncate(cols);
+        x
+    }
+
+    type RowFn = fn(&[f32], Option<&[f32]>, &IntParams, Refine, &mut [u8], &mut [f16], &mut [f16]);
+
+    /// Runs one row encoder, returning codes and the bits of scales and offsets.
+    fn run_row(
+        f: RowFn,
+        x: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+    ) -> (Vec<u8>, Vec<u16>, Vec<u16>) {
+        let gn = x.len().div_ceil(p.group);
+        let (mut c, mut s, mut o) = (
+            vec![0u8; gn * p.group_bytes()],
+            vec![f16::ZERO; gn],
+            vec![f16::ZERO; gn],
+        );
+        f(x, ws, p, refine, &mut c, &mut s, &mut o);
+        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        (c, bits(&s), bits(&o))
+    }
+
+    /// The row encoders to check against [`reference_row`]: the lanes, and on AVX2 CPUs
+    /// the lanes and the reference compiled for AVX2.
+    fn row_encoders() -> Vec<(&'static str, RowFn)> {
+        let mut v: Vec<(&'static str, RowFn)> = vec![("encode_row", encode_row)];
+        #[cfg(target_arch = "x86_64")]
+        if kernels::detect() == Backend::Avx2 {
+            v.push(("encode_row_avx2", |x, ws, p, r, c, s, o| {
+                // SAFETY: `detect` found AVX2 and F16C.
+                unsafe { encode_row_avx2(x, ws, p, r, c, s, o) }
+            }));
+            v.push(("reference_row_avx2", |x, ws, p, r, c, s, o| {
+                // SAFETY: `detect` found AVX2 and F16C.
+                unsafe { reference_row_avx2(x, ws, p, r, c, s, o) }
+            }));
+        }
+        v
+    }
+
+    /// The lanes give every group the bytes of the scalar `encode_group`, for every width,
+    /// both modes, weighted or not, any iteration bound, odd column counts, and groups of
+    /// constants, signed zeros, huge and tiny values.
+    #[test]
+    fn lanes_match_scalar_groups() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let encoders = row_encoders();
+        let mut checked = 0usize;
+        for bits in 2..=8u8 {
+            for symmetric in [false, true] {
+                for (group, cols) in [
+                    (16, 16 * 40),
+                    (16, 16 * 21 + 5),
+                    (8, 8 * 3),
+                    (32, 32 * 9 + 31),
+                    (64, 64 * 4 + 8),
+                ] {
+                    for weighted in [false, true] {
+                        for max_iters in [20, 0, 1, 3] {
+                            let p = IntParams {
+                                bits,
+                                group,
+                                symmetric,
+                            };
+                            let x = test_row(&mut rng, cols, group);
+                            let w: Vec<f32> = (0..cols)
+                                .map(|j| match j % 5 {
+                                    0 => 0.0,
+                                    1 => 2.0,
+                                    _ => rng.unit() * 3.0,
+                                })
+                                .collect();
+                            let ws = weighted.then_some(w.as_slice());
+                            let refine = Refine::Opt { max_iters };
+                            let want = run_row(reference_row, &x, ws, &p, refine);
+                            for &(name, f) in &encoders {
+                                let got = run_row(f, &x, ws, &p, refine);
+                                assert!(
+                                    got == want,
+                                    "{name}: b={bits} sym={symmetric} g={group} cols={cols} \
+                                     w={weighted} it={max_iters}"
+                                );
+                            }
+                            checked += cols.div_ceil(group);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 8000, "{checked}");
+    }
 
     #[test]
     fn round_clamped_equals_round() {
