@@ -152,7 +152,12 @@ struct GroupFit {
 #[inline(always)]
 fn round_clamped(v: f32) -> i32 {
     const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
-    (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0) as i32
+    let r = (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0);
+    // What `r as i32` gives (NaN to 0), without the saturation checks that keep that cast
+    // from vectorizing.
+    let r = if r.is_nan() { 0.0 } else { r };
+    // SAFETY: `r` is not NaN and lies in -1024..=1024, so it truncates to an i32.
+    unsafe { r.to_int_unchecked::<i32>() }
 }
 
 /// The code of `xv` under (s, m) as decoded: the same value as
