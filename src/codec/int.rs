@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::bits;
@@ -484,6 +485,63 @@ impl Lanes {
     }
 }
 
+/// [`fit`] for every lane at once.
+struct LaneFits {
+    /// Whether [`fit`] returns `Some`.
+    ok: [bool; LANES],
+    s16: [f16; LANES],
+    m16: [f16; LANES],
+    /// `s16`, `m16` as f32.
+    sf: [f32; LANES],
+    mf: [f32; LANES],
+}
+
+/// [`fit`] for every lane, branch-free (the same operations on the same values; where
+/// [`fit`] returns `None` early, the values computed here are unused, `ok` is false).
+// The negated comparisons are [`fit`]'s early returns as written (NaN included).
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
+fn fit_lanes(
+    sym: bool,
+    sw: &[f64; LANES],
+    sq: &[f64; LANES],
+    sqq: &[f64; LANES],
+    sx: &[f64; LANES],
+    sqx: &[f64; LANES],
+) -> LaneFits {
+    let mut ok = [false; LANES];
+    let (mut s32, mut m32) = ([0f32; LANES], [0f32; LANES]);
+    for l in 0..LANES {
+        let (s, m, good) = if sym {
+            (sqx[l] / sqq[l], 0.0, !(sqq[l] <= 0.0))
+        } else {
+            let det = sw[l] * sqq[l] - sq[l] * sq[l];
+            let s = (sw[l] * sqx[l] - sq[l] * sx[l]) / det;
+            let good = !(det <= 1e-12 * sw[l] * sqq[l] || sw[l] <= 0.0);
+            (s, (sx[l] - s * sq[l]) / sw[l], good)
+        };
+        // `to_f16`'s clamp, before a batched conversion.
+        s32[l] = (s as f32).clamp(-F16_MAX, F16_MAX);
+        m32[l] = (m as f32).clamp(-F16_MAX, F16_MAX);
+        ok[l] = good & s.is_finite() & m.is_finite();
+    }
+    let mut f = LaneFits {
+        ok,
+        s16: [f16::ZERO; LANES],
+        m16: [f16::ZERO; LANES],
+        sf: [0.0; LANES],
+        mf: [0.0; LANES],
+    };
+    f.s16.convert_from_f32_slice(&s32);
+    f.m16.convert_from_f32_slice(&m32);
+    f.s16.convert_to_f32_slice(&mut f.sf);
+    f.m16.convert_to_f32_slice(&mut f.mf);
+    for l in 0..LANES {
+        f.ok[l] &= f.sf[l] != 0.0 && (sym || !(f.sf[l] < 0.0));
+    }
+    f
+}
+
 /// [`encode_group`] with `Refine::Opt` for the first `n` (full) groups of a row, `LANES`
 /// groups at a time: each lane runs one group's refinement with exactly the scalar
 /// operations in the scalar order, so the dependency chains of different groups overlap
@@ -537,6 +595,7 @@ fn encode_groups_opt(
             (false, false) => lanes_pass::<false, false>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
             (false, true) => lanes_pass::<false, true>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
         };
+        let f = fit_lanes(sym, &st.sw, &r.sq, &r.sqq, &st.sx, &r.sqx);
         for l in 0..LANES {
             let improved = match st.lane[l] {
                 Lane::Empty => continue,
@@ -551,12 +610,10 @@ fn encode_groups_opt(
                 st.best_err[l] = r.err[l];
                 if st.it[l] < max_iters {
                     st.it[l] += 1;
-                    if let Some((s16, m16)) =
-                        fit(sym, [st.sw[l], r.sq[l], r.sqq[l], st.sx[l], r.sqx[l]])
-                    {
-                        st.cur[l] = (s16, m16);
-                        st.sf[l] = s16.to_f32();
-                        st.mf[l] = m16.to_f32();
+                    if f.ok[l] {
+                        st.cur[l] = (f.s16[l], f.m16[l]);
+                        st.sf[l] = f.sf[l];
+                        st.mf[l] = f.mf[l];
                         st.lane[l] = Lane::Candidate;
                         continue;
                     }
@@ -652,6 +709,11 @@ fn pack_group(q: &[u8], bits: u8, dst: &mut [u8]) {
                 *o = c[0] | (c[1] << 4);
             }
         }
+        2 => {
+            for (o, c) in dst.iter_mut().zip(q.chunks_exact(4)) {
+                *o = c[0] | (c[1] << 2) | (c[2] << 4) | (c[3] << 6);
+            }
+        }
         _ => {
             // Lengths match by construction (g codes into g*b/8 bytes).
             let ok = bits::pack(q, bits, dst);
@@ -675,7 +737,11 @@ pub fn encode(
     let lay = layout(rows, cols, p).ok_or(StageError::Overflow)?;
     let n = rows.checked_mul(cols).ok_or(StageError::Overflow)?;
     super::stage::check_len("int input", x.len(), n)?;
-    if x.iter().any(|v| !v.is_finite()) {
+    // Branch-free per chunk, so it vectorizes.
+    if !x
+        .chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+    {
         return Err(StageError::NonFinite);
     }
     if let Some(w) = col_weights {
@@ -962,6 +1028,22 @@ mod tests {
             }));
         }
         v
+    }
+
+    /// The specialised packings give `bits::pack`'s bytes.
+    #[test]
+    fn pack_group_matches_bits_pack() {
+        let mut rng = Rng(7);
+        for bits in 2..=8u8 {
+            for g in [8usize, 16, 64] {
+                let q: Vec<u8> = (0..g).map(|_| (rng.next() % (1 << bits)) as u8).collect();
+                let mut want = vec![0u8; g * bits as usize / 8];
+                assert!(bits::pack(&q, bits, &mut want));
+                let mut got = vec![0u8; want.len()];
+                pack_group(&q, bits, &mut got);
+                assert_eq!(got, want, "b={bits} g={g}");
+            }
+        }
     }
 
     /// The lanes give every group the bytes of the scalar `encode_group`, for every width,
