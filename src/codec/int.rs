@@ -145,6 +145,9 @@ struct GroupFit {
     err: f64,
 }
 
+/// The largest f32 below 0.5.
+const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
+
 /// `v.round()` (nearest, halfway cases away from zero) as an integer clamped to
 /// `-1024..=1024`, without a libm call: adding the largest f32 below 0.5 with `v`'s sign and
 /// truncating gives exactly `v.round()` for every finite f32 (the sum rounds up to the next
@@ -152,7 +155,6 @@ struct GroupFit {
 /// ever meet the code clamp. `tests` checks it against `f32::round`.
 #[inline(always)]
 fn round_clamped(v: f32) -> i32 {
-    const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
     let r = (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0);
     // What `r as i32` gives (NaN to 0), without the saturation checks that keep that cast
     // from vectorizing.
@@ -169,7 +171,15 @@ fn code_of(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
     if sym {
         (round_clamped(xv / sf) + half).clamp(0, qmax)
     } else {
-        round_clamped((xv - mf) / sf).clamp(0, qmax)
+        // Clamped to [0, qmax] before rounding rather than after: rounding is monotone and
+        // the bounds are integers, so the same code (NaN goes to 0 as before), and in range
+        // the very same `v + BELOW_HALF` truncation as `round_clamped`.
+        let v = (xv - mf) / sf;
+        let qf = qmax as f32;
+        let u = if v > 0.0 { v } else { 0.0 };
+        let u = if u < qf { u } else { qf };
+        // SAFETY: `u` is in 0..=qmax (<= 255), not NaN, so it truncates to an i32.
+        unsafe { (u + BELOW_HALF).to_int_unchecked::<i32>() }
     }
 }
 
@@ -1096,6 +1106,82 @@ mod tests {
             }
         }
         assert!(checked >= 8000, "{checked}");
+    }
+
+    /// `code_of` as it was written before (round, then clamp): the reference.
+    fn code_of_round_then_clamp(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
+        let r = |v: f32| v.round().clamp(-1024.0, 1024.0) as i32;
+        if sym {
+            (r(xv / sf) + half).clamp(0, qmax)
+        } else {
+            r((xv - mf) / sf).clamp(0, qmax)
+        }
+    }
+
+    #[test]
+    fn code_of_matches_round_then_clamp() {
+        let mut rng = Rng(0xC0DE);
+        let mut n = 0usize;
+        for bits in 2..=8u8 {
+            let (half, qmax) = (1i32 << (bits - 1), (1i32 << bits) - 1);
+            for sym in [false, true] {
+                for _ in 0..20_000 {
+                    let sf = f16::from_f32(
+                        (rng.unit() - 0.3) * 4.0 * 10f32.powi((rng.next() % 9) as i32 - 6),
+                    );
+                    let sf = if sf.to_f32() == 0.0 { 1.0 } else { sf.to_f32() };
+                    let mf = f16::from_f32((rng.unit() - 0.5) * 100.0).to_f32();
+                    // Around every code boundary, and anywhere.
+                    let k = (rng.next() % (qmax as u64 + 5)) as f32 - 2.0;
+                    let xv = match rng.next() % 4 {
+                        0 => (k + 0.5) * sf + mf,
+                        1 => f32::from_bits(
+                            ((k + 0.5) * sf + mf)
+                                .to_bits()
+                                .wrapping_add((rng.next() % 5) as u32)
+                                .wrapping_sub(2),
+                        ),
+                        2 => k * sf + mf,
+                        _ => f32::from_bits(rng.next() as u32),
+                    };
+                    if !xv.is_finite() {
+                        continue;
+                    }
+                    let want = code_of_round_then_clamp(xv, sym, sf, mf, half, qmax);
+                    assert_eq!(
+                        code_of(xv, sym, sf, mf, half, qmax),
+                        want,
+                        "{xv:e} {sf:e} {mf:e} b={bits} sym={sym}"
+                    );
+                    n += 1;
+                }
+                for xv in [
+                    0.0,
+                    -0.0,
+                    1e30,
+                    -1e30,
+                    f32::MAX,
+                    f32::MIN,
+                    f32::MIN_POSITIVE,
+                    -f32::MIN_POSITIVE,
+                ] {
+                    for (sf, mf) in [
+                        (1.0, 0.0),
+                        (6e-8, 0.0),
+                        (-3.0, 65504.0),
+                        (65504.0, -65504.0),
+                    ] {
+                        let want = code_of_round_then_clamp(xv, sym, sf, mf, half, qmax);
+                        assert_eq!(
+                            code_of(xv, sym, sf, mf, half, qmax),
+                            want,
+                            "{xv:e} {sf:e} {mf:e}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(n > 200_000, "{n}");
     }
 
     #[test]
