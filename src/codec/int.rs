@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::bits;
@@ -144,6 +145,9 @@ struct GroupFit {
     err: f64,
 }
 
+/// The largest f32 below 0.5.
+const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
+
 /// `v.round()` (nearest, halfway cases away from zero) as an integer clamped to
 /// `-1024..=1024`, without a libm call: adding the largest f32 below 0.5 with `v`'s sign and
 /// truncating gives exactly `v.round()` for every finite f32 (the sum rounds up to the next
@@ -151,8 +155,12 @@ struct GroupFit {
 /// ever meet the code clamp. `tests` checks it against `f32::round`.
 #[inline(always)]
 fn round_clamped(v: f32) -> i32 {
-    const BELOW_HALF: f32 = 0.499_999_97; // 0.5 - 2^-25
-    (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0) as i32
+    let r = (v + BELOW_HALF.copysign(v)).clamp(-1024.0, 1024.0);
+    // What `r as i32` gives (NaN to 0), without the saturation checks that keep that cast
+    // from vectorizing.
+    let r = if r.is_nan() { 0.0 } else { r };
+    // SAFETY: `r` is not NaN and lies in -1024..=1024, so it truncates to an i32.
+    unsafe { r.to_int_unchecked::<i32>() }
 }
 
 /// The code of `xv` under (s, m) as decoded: the same value as
@@ -163,7 +171,15 @@ fn code_of(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
     if sym {
         (round_clamped(xv / sf) + half).clamp(0, qmax)
     } else {
-        round_clamped((xv - mf) / sf).clamp(0, qmax)
+        // Clamped to [0, qmax] before rounding rather than after: rounding is monotone and
+        // the bounds are integers, so the same code (NaN goes to 0 as before), and in range
+        // the very same `v + BELOW_HALF` truncation as `round_clamped`.
+        let v = (xv - mf) / sf;
+        let qf = qmax as f32;
+        let u = if v > 0.0 { v } else { 0.0 };
+        let u = if u < qf { u } else { qf };
+        // SAFETY: `u` is in 0..=qmax (<= 255), not NaN, so it truncates to an i32.
+        unsafe { (u + BELOW_HALF).to_int_unchecked::<i32>() }
     }
 }
 
@@ -213,21 +229,49 @@ fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) 
     }
 }
 
-/// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+/// Plain min/max (asymmetric) or signed-absmax (symmetric) parameters of one group, as the
+/// refinement starts from them.
 #[inline(always)]
-fn encode_group(
-    x: &[f32],
-    w: Option<&[f32]>,
-    p: &IntParams,
-    refine: Refine,
-    q: &mut [u8],
-    tmp: &mut [u8],
-) -> (f16, f16) {
-    let bits = p.bits;
-    let sym = p.symmetric;
-    let qmax = ((1u32 << bits) - 1) as f32;
-    let half = (1i32 << (bits - 1)) as f32;
-    let (s0, m0) = if sym {
+fn init_params(x: &[f32], p: &IntParams) -> (f16, f16) {
+    let qmax = ((1u32 << p.bits) - 1) as f32;
+    let half = (1i32 << (p.bits - 1)) as f32;
+    let (s0, m0) = if p.symmetric {
+        let ext = x
+            .iter()
+            .copied()
+            .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+        (to_f16(-ext / half), f16::ZERO)
+    } else {
+        // Explicit compares rather than `f32::min`/`max`, whose result for -0.0 vs 0.0 is
+        // unspecified (LLVM's minnum may return either, and inlined copies did differ): on
+        // ties the first element wins, which is what the refined encoder's compiled
+        // `f32::min`/`max` folds did (inputs are finite, so NaN plays no part).
+        let mn = x
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, |a, v| if v < a { v } else { a });
+        let mx = x
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, |a, v| if v > a { v } else { a });
+        (to_f16((mx - mn) / qmax), to_f16(mn))
+    };
+    // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
+    let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    (s0, m0)
+}
+
+/// [`init_params`] as the plain (unrefined) encoder computes it, with `f32::min`/`max`
+/// folds. Kept as it was: on a group whose minimum (or maximum) is a zero present with both
+/// signs, which zero these return is up to the compiler (LLVM's minnum leaves it open, and
+/// the compiled plain path does not always keep the first one), and the bytes it produces
+/// are the format's reference. Inputs are finite, so that is the only difference from
+/// [`init_params`].
+#[inline(always)]
+fn init_params_plain(x: &[f32], p: &IntParams) -> (f16, f16) {
+    let qmax = ((1u32 << p.bits) - 1) as f32;
+    let half = (1i32 << (p.bits - 1)) as f32;
+    let (s0, m0) = if p.symmetric {
         let ext = x
             .iter()
             .copied()
@@ -240,10 +284,55 @@ fn encode_group(
     };
     // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
     let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    (s0, m0)
+}
+
+/// Least-squares (s, m) from the weighted sums `[sw, sq, sqq, sx, sqx]` of the current
+/// codes, rounded to f16; `None` when the fit is singular or unusable (the refinement
+/// stops there).
+#[inline(always)]
+fn fit(sym: bool, sums: [f64; 5]) -> Option<(f16, f16)> {
+    let [sw, sq, sqq, sx, sqx] = sums;
+    let (s, m) = if sym {
+        if sqq <= 0.0 {
+            return None;
+        }
+        (sqx / sqq, 0.0)
+    } else {
+        let det = sw * sqq - sq * sq;
+        if det <= 1e-12 * sw * sqq || sw <= 0.0 {
+            return None;
+        }
+        let s = (sw * sqx - sq * sx) / det;
+        (s, (sx - s * sq) / sw)
+    };
+    let s16 = to_f16(s as f32);
+    let m16 = to_f16(m as f32);
+    if !(s.is_finite() && m.is_finite()) || s16.to_f32() == 0.0 || (!sym && s16.to_f32() < 0.0) {
+        return None;
+    }
+    Some((s16, m16))
+}
+
+/// Encodes one group's real elements `x` into codes `q` (len = x.len()).
+#[inline(always)]
+fn encode_group(
+    x: &[f32],
+    w: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    q: &mut [u8],
+    tmp: &mut [u8],
+) -> (f16, f16) {
+    let bits = p.bits;
+    let sym = p.symmetric;
+    let half = (1i32 << (bits - 1)) as f32;
     let Refine::Opt { max_iters } = refine else {
+        let (s0, m0) = init_params_plain(x, p);
         quantize_codes(x, bits, sym, s0, m0, q);
         return (s0, m0);
     };
+    let (s0, m0) = init_params(x, p);
     let err0 = quantize(x, w, bits, sym, s0, m0, q);
     let mut best = GroupFit {
         s: s0,
@@ -268,25 +357,9 @@ fn encode_group(
             sx += wt * xv as f64;
             sqx += wt * qv * xv as f64;
         }
-        let (s, m) = if sym {
-            if sqq <= 0.0 {
-                break;
-            }
-            (sqx / sqq, 0.0)
-        } else {
-            let det = sw * sqq - sq * sq;
-            if det <= 1e-12 * sw * sqq || sw <= 0.0 {
-                break;
-            }
-            let s = (sw * sqx - sq * sx) / det;
-            (s, (sx - s * sq) / sw)
-        };
-        let s16 = to_f16(s as f32);
-        let m16 = to_f16(m as f32);
-        if !(s.is_finite() && m.is_finite()) || s16.to_f32() == 0.0 || (!sym && s16.to_f32() < 0.0)
-        {
+        let Some((s16, m16)) = fit(sym, [sw, sq, sqq, sx, sqx]) else {
             break;
-        }
+        };
         let err = quantize(x, w, bits, sym, s16, m16, tmp);
         if err < best.err {
             best = GroupFit {
@@ -300,6 +373,278 @@ fn encode_group(
         }
     }
     (best.s, best.m)
+}
+
+/// Groups refined side by side by [`encode_groups_opt`].
+const LANES: usize = 8;
+
+/// What a lane of [`encode_groups_opt`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// No group: the row has no more.
+    Empty,
+    /// A group just loaded: the next pass measures its min/max parameters.
+    Fresh,
+    /// A group whose fitted candidate the next pass measures.
+    Candidate,
+}
+
+/// The sums one pass computes for every lane: the candidate's weighted squared error, and
+/// the code sums the next least-squares fit needs (`sq`, `sqq`, `sqx`).
+struct PassSums {
+    err: [f64; LANES],
+    sq: [f64; LANES],
+    sqq: [f64; LANES],
+    sqx: [f64; LANES],
+}
+
+/// One [`quantize`] per lane fused with the code sums of [`encode_group`]'s fit, every
+/// lane's sums in element order (the same f64 operations, so the same values). `xt` and
+/// `wt` are lane-interleaved: element `j` of lane `l` at `j * LANES + l`.
+#[inline(always)]
+fn lanes_pass<const SYM: bool, const WEIGHTED: bool>(
+    xt: &[f32],
+    wt: &[f32],
+    bits: u8,
+    sf: &[f32; LANES],
+    mf: &[f32; LANES],
+) -> PassSums {
+    let qmax = (1i32 << bits) - 1;
+    let half = 1i32 << (bits - 1);
+    let half64 = half as f32 as f64;
+    let mut r = PassSums {
+        err: [0.0; LANES],
+        sq: [0.0; LANES],
+        sqq: [0.0; LANES],
+        sqx: [0.0; LANES],
+    };
+    for (j, xj) in xt.chunks_exact(LANES).enumerate() {
+        for l in 0..LANES {
+            let xv = xj[l];
+            let c = code_of(xv, SYM, sf[l], mf[l], half, qmax);
+            let dec = if SYM {
+                (c - half) as f32 * sf[l]
+            } else {
+                c as f32 * sf[l] + mf[l]
+            };
+            let e = (dec - xv) as f64;
+            let w = if WEIGHTED {
+                wt[j * LANES + l] as f64
+            } else {
+                1.0
+            };
+            r.err[l] += w * e * e;
+            let qv = if SYM { c as f64 - half64 } else { c as f64 };
+            r.sq[l] += w * qv;
+            r.sqq[l] += w * qv * qv;
+            r.sqx[l] += w * qv * xv as f64;
+        }
+    }
+    r
+}
+
+/// The state of [`encode_groups_opt`]'s lanes.
+struct Lanes {
+    /// Lane-interleaved group elements (element `j` of lane `l` at `j * LANES + l`).
+    xt: Vec<f32>,
+    /// Lane-interleaved column weights (empty when unweighted).
+    wt: Vec<f32>,
+    lane: [Lane; LANES],
+    /// The group each lane holds.
+    gi: [usize; LANES],
+    /// Fits done so far.
+    it: [usize; LANES],
+    /// Parameters the next pass measures, and as f32.
+    cur: [(f16, f16); LANES],
+    sf: [f32; LANES],
+    mf: [f32; LANES],
+    best: [(f16, f16); LANES],
+    best_err: [f64; LANES],
+    /// The fit's code-free sums `sw`, `sx`, the same every round.
+    sw: [f64; LANES],
+    sx: [f64; LANES],
+}
+
+impl Lanes {
+    /// Puts the group `x` (weights `w`), number `k` in the row, into lane `l` with its
+    /// min/max parameters.
+    #[inline(always)]
+    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, p: &IntParams) {
+        let (s0, m0) = init_params(x, p);
+        self.cur[l] = (s0, m0);
+        self.sf[l] = s0.to_f32();
+        self.mf[l] = m0.to_f32();
+        // `encode_group`'s `sw` and `sx`, in its order.
+        let (mut sw, mut sx) = (0.0f64, 0.0f64);
+        for (j, &xv) in x.iter().enumerate() {
+            self.xt[j * LANES + l] = xv;
+            let wv = match w {
+                Some(w) => {
+                    self.wt[j * LANES + l] = w[j];
+                    w[j] as f64
+                }
+                None => 1.0,
+            };
+            sw += wv;
+            sx += wv * xv as f64;
+        }
+        self.sw[l] = sw;
+        self.sx[l] = sx;
+        self.gi[l] = k;
+        self.lane[l] = Lane::Fresh;
+    }
+}
+
+/// [`fit`] for every lane at once.
+struct LaneFits {
+    /// Whether [`fit`] returns `Some`.
+    ok: [bool; LANES],
+    s16: [f16; LANES],
+    m16: [f16; LANES],
+    /// `s16`, `m16` as f32.
+    sf: [f32; LANES],
+    mf: [f32; LANES],
+}
+
+/// [`fit`] for every lane, branch-free (the same operations on the same values; where
+/// [`fit`] returns `None` early, the values computed here are unused, `ok` is false).
+// The negated comparisons are [`fit`]'s early returns as written (NaN included).
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+#[inline(always)]
+fn fit_lanes(
+    sym: bool,
+    sw: &[f64; LANES],
+    sq: &[f64; LANES],
+    sqq: &[f64; LANES],
+    sx: &[f64; LANES],
+    sqx: &[f64; LANES],
+) -> LaneFits {
+    let mut ok = [false; LANES];
+    let (mut s32, mut m32) = ([0f32; LANES], [0f32; LANES]);
+    for l in 0..LANES {
+        let (s, m, good) = if sym {
+            (sqx[l] / sqq[l], 0.0, !(sqq[l] <= 0.0))
+        } else {
+            let det = sw[l] * sqq[l] - sq[l] * sq[l];
+            let s = (sw[l] * sqx[l] - sq[l] * sx[l]) / det;
+            let good = !(det <= 1e-12 * sw[l] * sqq[l] || sw[l] <= 0.0);
+            (s, (sx[l] - s * sq[l]) / sw[l], good)
+        };
+        // `to_f16`'s clamp, before a batched conversion.
+        s32[l] = (s as f32).clamp(-F16_MAX, F16_MAX);
+        m32[l] = (m as f32).clamp(-F16_MAX, F16_MAX);
+        ok[l] = good & s.is_finite() & m.is_finite();
+    }
+    let mut f = LaneFits {
+        ok,
+        s16: [f16::ZERO; LANES],
+        m16: [f16::ZERO; LANES],
+        sf: [0.0; LANES],
+        mf: [0.0; LANES],
+    };
+    f.s16.convert_from_f32_slice(&s32);
+    f.m16.convert_from_f32_slice(&m32);
+    f.s16.convert_to_f32_slice(&mut f.sf);
+    f.m16.convert_to_f32_slice(&mut f.mf);
+    for l in 0..LANES {
+        f.ok[l] &= f.sf[l] != 0.0 && (sym || !(f.sf[l] < 0.0));
+    }
+    f
+}
+
+/// [`encode_group`] with `Refine::Opt` for the first `n` (full) groups of a row, `LANES`
+/// groups at a time: each lane runs one group's refinement with exactly the scalar
+/// operations in the scalar order, so the dependency chains of different groups overlap
+/// instead of waiting on each other; a lane whose group is done takes the row's next one.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn encode_groups_opt(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    max_iters: usize,
+    n: usize,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    let g = p.group;
+    let gb = p.group_bytes();
+    let sym = p.symmetric;
+    let group = |k: usize| {
+        (
+            &xrow[k * g..(k + 1) * g],
+            ws.map(|w| &w[k * g..(k + 1) * g]),
+        )
+    };
+    let mut st = Lanes {
+        xt: vec![0f32; g * LANES],
+        wt: vec![0f32; if ws.is_some() { g * LANES } else { 0 }],
+        lane: [Lane::Empty; LANES],
+        gi: [0; LANES],
+        it: [0; LANES],
+        cur: [(f16::ONE, f16::ZERO); LANES],
+        sf: [1.0; LANES],
+        mf: [0.0; LANES],
+        best: [(f16::ONE, f16::ZERO); LANES],
+        best_err: [0.0; LANES],
+        sw: [0.0; LANES],
+        sx: [0.0; LANES],
+    };
+    let mut q = [0u8; MAX_GROUP];
+    let mut next = 0usize;
+    for l in 0..LANES.min(n) {
+        let (x, w) = group(l);
+        st.load(l, l, x, w, p);
+        next += 1;
+    }
+    while st.lane.iter().any(|&s| s != Lane::Empty) {
+        let r = match (sym, ws.is_some()) {
+            (true, false) => lanes_pass::<true, false>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (true, true) => lanes_pass::<true, true>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (false, false) => lanes_pass::<false, false>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+            (false, true) => lanes_pass::<false, true>(&st.xt, &st.wt, p.bits, &st.sf, &st.mf),
+        };
+        let f = fit_lanes(sym, &st.sw, &r.sq, &r.sqq, &st.sx, &r.sqx);
+        for l in 0..LANES {
+            let improved = match st.lane[l] {
+                Lane::Empty => continue,
+                Lane::Fresh => {
+                    st.it[l] = 0;
+                    true
+                }
+                Lane::Candidate => r.err[l] < st.best_err[l],
+            };
+            if improved {
+                st.best[l] = st.cur[l];
+                st.best_err[l] = r.err[l];
+                if st.it[l] < max_iters {
+                    st.it[l] += 1;
+                    if f.ok[l] {
+                        st.cur[l] = (f.s16[l], f.m16[l]);
+                        st.sf[l] = f.sf[l];
+                        st.mf[l] = f.mf[l];
+                        st.lane[l] = Lane::Candidate;
+                        continue;
+                    }
+                }
+            }
+            // The group is done: its codes are those of its best parameters.
+            let k = st.gi[l];
+            let (s, m) = st.best[l];
+            quantize_codes(group(k).0, p.bits, sym, s, m, &mut q[..g]);
+            pack_group(&q[..g], p.bits, &mut crow[k * gb..(k + 1) * gb]);
+            srow[k] = s;
+            orow[k] = m;
+            if next < n {
+                let (x, w) = group(next);
+                st.load(l, next, x, w, p);
+                next += 1;
+            } else {
+                st.lane[l] = Lane::Empty;
+            }
+        }
+    }
 }
 
 /// The same as [`encode_row`], compiled for AVX2 (wider vectors for the same IEEE
@@ -338,7 +683,17 @@ fn encode_row(
     let gn = srow.len();
     let mut q = [0u8; MAX_GROUP];
     let mut tmp = [0u8; MAX_GROUP];
-    for gi in 0..gn {
+    // Full groups of a refined row go through the lanes (the same bytes as
+    // `encode_group`, several groups at a time); the rest one by one.
+    let mut first = 0;
+    if let Refine::Opt { max_iters } = refine {
+        let full = (cols / g).min(gn);
+        if full >= 2 {
+            encode_groups_opt(xrow, ws, p, max_iters, full, crow, srow, orow);
+            first = full;
+        }
+    }
+    for gi in first..gn {
         let c0 = gi * g;
         let c1 = (c0 + g).min(cols);
         let xs = &xrow[c0..c1];
@@ -348,21 +703,31 @@ fn encode_row(
         let (s, m) = encode_group(xs, ws, p, refine, &mut q[..xs.len()], &mut tmp);
         srow[gi] = s;
         orow[gi] = m;
-        let dst = &mut crow[gi * gb..(gi + 1) * gb];
-        match p.bits {
-            // Same bytes as `bits::pack` (codes are < 2^bits), without its
-            // bit accumulator.
-            8 => dst.copy_from_slice(&q[..g]),
-            4 => {
-                for (o, c) in dst.iter_mut().zip(q[..g].chunks_exact(2)) {
-                    *o = c[0] | (c[1] << 4);
-                }
+        pack_group(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
+    }
+}
+
+/// Packs one group's `g` codes into its `g*b/8` bytes.
+#[inline(always)]
+fn pack_group(q: &[u8], bits: u8, dst: &mut [u8]) {
+    match bits {
+        // Same bytes as `bits::pack` (codes are < 2^bits), without its
+        // bit accumulator.
+        8 => dst.copy_from_slice(q),
+        4 => {
+            for (o, c) in dst.iter_mut().zip(q.chunks_exact(2)) {
+                *o = c[0] | (c[1] << 4);
             }
-            _ => {
-                // Lengths match by construction (g codes into g*b/8 bytes).
-                let ok = bits::pack(&q[..g], p.bits, dst);
-                debug_assert!(ok);
+        }
+        2 => {
+            for (o, c) in dst.iter_mut().zip(q.chunks_exact(4)) {
+                *o = c[0] | (c[1] << 2) | (c[2] << 4) | (c[3] << 6);
             }
+        }
+        _ => {
+            // Lengths match by construction (g codes into g*b/8 bytes).
+            let ok = bits::pack(q, bits, dst);
+            debug_assert!(ok);
         }
     }
 }
@@ -382,7 +747,11 @@ pub fn encode(
     let lay = layout(rows, cols, p).ok_or(StageError::Overflow)?;
     let n = rows.checked_mul(cols).ok_or(StageError::Overflow)?;
     super::stage::check_len("int input", x.len(), n)?;
-    if x.iter().any(|v| !v.is_finite()) {
+    // Branch-free per chunk, so it vectorizes.
+    if !x
+        .chunks(4096)
+        .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+    {
         return Err(StageError::NonFinite);
     }
     if let Some(w) = col_weights {
@@ -517,6 +886,303 @@ pub fn decode_rows_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every group through the scalar [`encode_group`], one by one: the reference the
+    /// lanes must match bit for bit.
+    fn reference_row(
+        xrow: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+        crow: &mut [u8],
+        srow: &mut [f16],
+        orow: &mut [f16],
+    ) {
+        let (g, gb, cols) = (p.group, p.group_bytes(), xrow.len());
+        let mut q = [0u8; MAX_GROUP];
+        let mut tmp = [0u8; MAX_GROUP];
+        for gi in 0..srow.len() {
+            let (c0, c1) = (gi * g, ((gi + 1) * g).min(cols));
+            q[..g].fill(0);
+            let (s, m) = encode_group(
+                &xrow[c0..c1],
+                ws.map(|w| &w[c0..c1]),
+                p,
+                refine,
+                &mut q[..c1 - c0],
+                &mut tmp,
+            );
+            srow[gi] = s;
+            orow[gi] = m;
+            pack_group(&q[..g], p.bits, &mut crow[gi * gb..(gi + 1) * gb]);
+        }
+    }
+
+    /// [`reference_row`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn reference_row_avx2(
+        xrow: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+        crow: &mut [u8],
+        srow: &mut [f16],
+        orow: &mut [f16],
+    ) {
+        reference_row(xrow, ws, p, refine, crow, srow, orow)
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn unit(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
+    /// One row of test data: groups of random kinds (uniform, gaussian-ish, constant,
+    /// zeros of both signs, huge, tiny, one outlier).
+    fn test_row(rng: &mut Rng, cols: usize, g: usize) -> Vec<f32> {
+        let mut x = Vec::with_capacity(cols);
+        while x.len() < cols {
+            let kind = rng.next() % 9;
+            let scale = match rng.next() % 4 {
+                0 => 1e-3,
+                1 => 0.02,
+                2 => 1.0,
+                _ => 300.0,
+            };
+            let c = rng.unit() - 0.5;
+            for j in 0..g {
+                let u = rng.unit() - 0.5;
+                let v = match kind {
+                    0 => u * scale,
+                    1 => (u + rng.unit() + rng.unit() - 1.0) * scale,
+                    2 => c * scale,
+                    3 => {
+                        if rng.next() % 2 == 0 {
+                            0.0
+                        } else {
+                            -0.0
+                        }
+                    }
+                    4 => u * 6.0e4,
+                    5 => u * 1e-7,
+                    6 => {
+                        if j == 3 {
+                            c * 1e3
+                        } else {
+                            u * scale
+                        }
+                    }
+                    7 => (u * 4.0).round() * scale,
+                    _ => {
+                        if rng.next() % 3 == 0 {
+                            if rng.next() % 2 == 0 {
+                                0.0
+                            } else {
+                                -0.0
+                            }
+                        } else {
+                            u.abs() * scale
+                        }
+                    }
+                };
+                x.push(v);
+            }
+        }
+        x.truncate(cols);
+        x
+    }
+
+    type RowFn = fn(&[f32], Option<&[f32]>, &IntParams, Refine, &mut [u8], &mut [f16], &mut [f16]);
+
+    /// Runs one row encoder, returning codes and the bits of scales and offsets.
+    fn run_row(
+        f: RowFn,
+        x: &[f32],
+        ws: Option<&[f32]>,
+        p: &IntParams,
+        refine: Refine,
+    ) -> (Vec<u8>, Vec<u16>, Vec<u16>) {
+        let gn = x.len().div_ceil(p.group);
+        let (mut c, mut s, mut o) = (
+            vec![0u8; gn * p.group_bytes()],
+            vec![f16::ZERO; gn],
+            vec![f16::ZERO; gn],
+        );
+        f(x, ws, p, refine, &mut c, &mut s, &mut o);
+        let bits = |v: &[f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        (c, bits(&s), bits(&o))
+    }
+
+    /// The row encoders to check against [`reference_row`]: the lanes, and on AVX2 CPUs
+    /// the lanes and the reference compiled for AVX2.
+    fn row_encoders() -> Vec<(&'static str, RowFn)> {
+        let mut v: Vec<(&'static str, RowFn)> = vec![("encode_row", encode_row)];
+        #[cfg(target_arch = "x86_64")]
+        if kernels::detect() == Backend::Avx2 {
+            v.push(("encode_row_avx2", |x, ws, p, r, c, s, o| {
+                // SAFETY: `detect` found AVX2 and F16C.
+                unsafe { encode_row_avx2(x, ws, p, r, c, s, o) }
+            }));
+            v.push(("reference_row_avx2", |x, ws, p, r, c, s, o| {
+                // SAFETY: `detect` found AVX2 and F16C.
+                unsafe { reference_row_avx2(x, ws, p, r, c, s, o) }
+            }));
+        }
+        v
+    }
+
+    /// The specialised packings give `bits::pack`'s bytes.
+    #[test]
+    fn pack_group_matches_bits_pack() {
+        let mut rng = Rng(7);
+        for bits in 2..=8u8 {
+            for g in [8usize, 16, 64] {
+                let q: Vec<u8> = (0..g).map(|_| (rng.next() % (1 << bits)) as u8).collect();
+                let mut want = vec![0u8; g * bits as usize / 8];
+                assert!(bits::pack(&q, bits, &mut want));
+                let mut got = vec![0u8; want.len()];
+                pack_group(&q, bits, &mut got);
+                assert_eq!(got, want, "b={bits} g={g}");
+            }
+        }
+    }
+
+    /// The lanes give every group the bytes of the scalar `encode_group`, for every width,
+    /// both modes, weighted or not, any iteration bound, odd column counts, and groups of
+    /// constants, signed zeros, huge and tiny values.
+    #[test]
+    fn lanes_match_scalar_groups() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let encoders = row_encoders();
+        let mut checked = 0usize;
+        for bits in 2..=8u8 {
+            for symmetric in [false, true] {
+                for (group, cols) in [
+                    (16, 16 * 40),
+                    (16, 16 * 21 + 5),
+                    (8, 8 * 3),
+                    (32, 32 * 9 + 31),
+                    (64, 64 * 4 + 8),
+                ] {
+                    for weighted in [false, true] {
+                        for max_iters in [20, 0, 1, 3] {
+                            let p = IntParams {
+                                bits,
+                                group,
+                                symmetric,
+                            };
+                            let x = test_row(&mut rng, cols, group);
+                            let w: Vec<f32> = (0..cols)
+                                .map(|j| match j % 5 {
+                                    0 => 0.0,
+                                    1 => 2.0,
+                                    _ => rng.unit() * 3.0,
+                                })
+                                .collect();
+                            let ws = weighted.then_some(w.as_slice());
+                            let refine = Refine::Opt { max_iters };
+                            let want = run_row(reference_row, &x, ws, &p, refine);
+                            for &(name, f) in &encoders {
+                                let got = run_row(f, &x, ws, &p, refine);
+                                assert!(
+                                    got == want,
+                                    "{name}: b={bits} sym={symmetric} g={group} cols={cols} \
+                                     w={weighted} it={max_iters}"
+                                );
+                            }
+                            checked += cols.div_ceil(group);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 8000, "{checked}");
+    }
+
+    /// `code_of` as it was written before (round, then clamp): the reference.
+    fn code_of_round_then_clamp(xv: f32, sym: bool, sf: f32, mf: f32, half: i32, qmax: i32) -> i32 {
+        let r = |v: f32| v.round().clamp(-1024.0, 1024.0) as i32;
+        if sym {
+            (r(xv / sf) + half).clamp(0, qmax)
+        } else {
+            r((xv - mf) / sf).clamp(0, qmax)
+        }
+    }
+
+    #[test]
+    fn code_of_matches_round_then_clamp() {
+        let mut rng = Rng(0xC0DE);
+        let mut n = 0usize;
+        for bits in 2..=8u8 {
+            let (half, qmax) = (1i32 << (bits - 1), (1i32 << bits) - 1);
+            for sym in [false, true] {
+                for _ in 0..20_000 {
+                    let sf = f16::from_f32(
+                        (rng.unit() - 0.3) * 4.0 * 10f32.powi((rng.next() % 9) as i32 - 6),
+                    );
+                    let sf = if sf.to_f32() == 0.0 { 1.0 } else { sf.to_f32() };
+                    let mf = f16::from_f32((rng.unit() - 0.5) * 100.0).to_f32();
+                    // Around every code boundary, and anywhere.
+                    let k = (rng.next() % (qmax as u64 + 5)) as f32 - 2.0;
+                    let xv = match rng.next() % 4 {
+                        0 => (k + 0.5) * sf + mf,
+                        1 => f32::from_bits(
+                            ((k + 0.5) * sf + mf)
+                                .to_bits()
+                                .wrapping_add((rng.next() % 5) as u32)
+                                .wrapping_sub(2),
+                        ),
+                        2 => k * sf + mf,
+                        _ => f32::from_bits(rng.next() as u32),
+                    };
+                    if !xv.is_finite() {
+                        continue;
+                    }
+                    let want = code_of_round_then_clamp(xv, sym, sf, mf, half, qmax);
+                    assert_eq!(
+                        code_of(xv, sym, sf, mf, half, qmax),
+                        want,
+                        "{xv:e} {sf:e} {mf:e} b={bits} sym={sym}"
+                    );
+                    n += 1;
+                }
+                for xv in [
+                    0.0,
+                    -0.0,
+                    1e30,
+                    -1e30,
+                    f32::MAX,
+                    f32::MIN,
+                    f32::MIN_POSITIVE,
+                    -f32::MIN_POSITIVE,
+                ] {
+                    for (sf, mf) in [
+                        (1.0, 0.0),
+                        (6e-8, 0.0),
+                        (-3.0, 65504.0),
+                        (65504.0, -65504.0),
+                    ] {
+                        let want = code_of_round_then_clamp(xv, sym, sf, mf, half, qmax);
+                        assert_eq!(
+                            code_of(xv, sym, sf, mf, half, qmax),
+                            want,
+                            "{xv:e} {sf:e} {mf:e}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(n > 200_000, "{n}");
+    }
 
     #[test]
     fn round_clamped_equals_round() {
