@@ -72,15 +72,133 @@ pub fn column_importance(x: &[f32], m: Matrix) -> Vec<f32> {
         .collect()
 }
 
-/// Encodes `x` (row-major, `shape`) through `stages`.
+/// Encodes `x` (row-major, `shape`) through `stages`; `x` is left as it was.
 pub fn encode_tensor(
     name: &str,
     x: &[f32],
     shape: &[u64],
     stages: &[Stage],
 ) -> Result<EncodedTensor> {
+    encode_core(name, Residual::Borrowed(x), shape, stages)
+}
+
+/// [`encode_tensor`] that uses `x` itself for the residual between stages (no copy of the
+/// tensor): afterwards `x` holds what the stages before the last one left. Same sections
+/// and the same error as [`encode_tensor`].
+pub fn encode_tensor_in_place(
+    name: &str,
+    x: &mut [f32],
+    shape: &[u64],
+    stages: &[Stage],
+) -> Result<EncodedTensor> {
+    encode_core(name, Residual::Mut(x), shape, stages)
+}
+
+/// The values the next stage encodes: the source itself until a stage leaves a residual.
+enum Residual<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+    Mut(&'a mut [f32]),
+}
+
+impl Residual<'_> {
+    fn get(&self) -> &[f32] {
+        match self {
+            Residual::Borrowed(x) => x,
+            Residual::Owned(v) => v,
+            Residual::Mut(x) => x,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [f32] {
+        if let Residual::Borrowed(x) = self {
+            *self = Residual::Owned(x.to_vec());
+        }
+        match self {
+            Residual::Borrowed(_) => unreachable!("replaced just above"),
+            Residual::Owned(v) => v,
+            Residual::Mut(x) => x,
+        }
+    }
+}
+
+/// Lanes of the error sums: each value goes to lane `i % LANES` of its row chunk, lanes
+/// are summed in a fixed order, so the sums vectorize and do not depend on the thread count.
+const LANES: usize = 8;
+
+/// `sum (a[i] - b[i])^2` (or `sum a[i]^2` when `b` is `None`) in f64, per lane, with the
+/// widest vectors the CPU has (the same operations per lane either way).
+fn lane_sq_sums(a: &[f32], b: Option<&[f32]>) -> [f64; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::detect().has_avx2() {
+        // SAFETY: `has_avx2` is true only after runtime detection of AVX2.
+        return unsafe { lane_sq_sums_avx2(a, b) };
+    }
+    lane_sq_sums_portable(a, b)
+}
+
+/// [`lane_sq_sums_portable`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lane_sq_sums_avx2(a: &[f32], b: Option<&[f32]>) -> [f64; LANES] {
+    lane_sq_sums_portable(a, b)
+}
+
+#[inline(always)]
+fn lane_sq_sums_portable(a: &[f32], b: Option<&[f32]>) -> [f64; LANES] {
+    let mut acc = [0f64; LANES];
+    let sq = |v: f32| f64::from(v) * f64::from(v);
+    match b {
+        None => {
+            let mut it = a.chunks_exact(LANES);
+            for c in &mut it {
+                for (l, &v) in acc.iter_mut().zip(c) {
+                    *l += sq(v);
+                }
+            }
+            for (l, &v) in acc.iter_mut().zip(it.remainder()) {
+                *l += sq(v);
+            }
+        }
+        Some(b) => {
+            let mut ia = a.chunks_exact(LANES);
+            let mut ib = b.chunks_exact(LANES);
+            for (ca, cb) in (&mut ia).zip(&mut ib) {
+                for ((l, &va), &vb) in acc.iter_mut().zip(ca).zip(cb) {
+                    *l += sq(va - vb);
+                }
+            }
+            for ((l, &va), &vb) in acc.iter_mut().zip(ia.remainder()).zip(ib.remainder()) {
+                *l += sq(va - vb);
+            }
+        }
+    }
+    acc
+}
+
+/// The total of per-chunk lane sums, in chunk then lane order.
+fn total(chunks: &[[f64; LANES]]) -> f64 {
+    let mut lanes = [0f64; LANES];
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum()
+}
+
+fn encode_core(
+    name: &str,
+    mut residual: Residual<'_>,
+    shape: &[u64],
+    stages: &[Stage],
+) -> Result<EncodedTensor> {
     let m = Matrix::of_shape(shape);
     let (rows, cols) = (m.rows as usize, m.cols as usize);
+    let x = residual.get();
     if x.len() != rows * cols {
         return Err(Error::InvalidArgument(format!(
             "{name}: {} values for shape {shape:?}",
@@ -100,46 +218,69 @@ pub fn encode_tensor(
         )
     });
     let importance = needs_importance.then(|| column_importance(x, m));
-    // The residual is only materialized between stages; the last stage's decode is
-    // consumed chunk by chunk. Signal and noise are the same sequential f64 sums as
-    // `x.iter().map(v²).sum()` and `residual.iter().map(v²).sum()`, fused in one pass.
-    let mut residual: std::borrow::Cow<'_, [f32]> = std::borrow::Cow::Borrowed(x);
+    let chunk = ROW_CHUNK * cols.max(1);
+    // Signal and noise: per row chunk lane sums (see `LANES`), so both are one vectorized
+    // parallel pass and the same for any thread count.
+    // A single stage reads the source once: its error pass sums the signal too.
+    let fused = stages.len() == 1;
+    let mut signal = if fused {
+        0.0
+    } else {
+        total(
+            &x.par_chunks(chunk)
+                .map(|c| lane_sq_sums(c, None))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut noise = signal;
     let mut sections = Vec::with_capacity(want.len());
-    let (mut signal, mut noise) = (0.0f64, 0.0f64);
-    let sq = |v: f32| f64::from(v) * f64::from(v);
     for (si, &stage) in stages.iter().enumerate() {
-        let secs = encode_stage(&residual, m, stage, importance.as_deref())?;
+        let secs = encode_stage(residual.get(), m, stage, importance.as_deref())?;
         let bytes: Vec<&[u8]> = secs.iter().map(|s| s.bytes.as_slice()).collect();
+        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        let rows_of = |c: usize| c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
         if si + 1 < stages.len() {
-            let mut decoded = vec![0f32; x.len()];
-            decode_stage_owned(&secs, m, stage, &mut decoded)?;
+            // Subtract this stage's decode, a row chunk at a time, in place.
             residual
-                .to_mut()
-                .par_chunks_mut(ROW_CHUNK * cols.max(1))
-                .zip(decoded.par_chunks(ROW_CHUNK * cols.max(1)))
-                .for_each(|(r, d)| {
-                    for (a, b) in r.iter_mut().zip(d) {
+                .get_mut()
+                .par_chunks_mut(chunk)
+                .enumerate()
+                .try_for_each_init(Vec::new, |d, (c, r)| -> Result<()> {
+                    // Scratch reused across the chunks of one worker; every value is set.
+                    d.resize(r.len(), 0.0);
+                    let d = &mut d[..r.len()];
+                    let mode = super::decode::Mode::Set;
+                    super::decode::decode_stage(&bytes, m, stage, rows_of(c), d, mode)?;
+                    for (a, b) in r.iter_mut().zip(d.iter()) {
                         *a -= b;
                     }
-                });
+                    Ok(())
+                })?;
         } else {
-            let mut dec = vec![0f32; ROW_CHUNK.min(rows) * cols];
-            for r0 in (0..rows).step_by(ROW_CHUNK) {
-                let r1 = (r0 + ROW_CHUNK).min(rows);
-                let d = &mut dec[..(r1 - r0) * cols];
-                super::decode::decode_stage(&bytes, m, stage, r0..r1, d, super::decode::Mode::Set)?;
-                let span = r0 * cols..r1 * cols;
-                for ((&xv, &rv), &dv) in x[span.clone()].iter().zip(&residual[span]).zip(d.iter()) {
-                    signal += sq(xv);
-                    noise += sq(rv - dv);
-                }
+            let res = residual.get();
+            let sums = (0..n_chunks)
+                .into_par_iter()
+                .map_init(Vec::new, |d, c| -> Result<[[f64; LANES]; 2]> {
+                    let span = rows_of(c);
+                    let r = &res[span.start * cols..span.end * cols];
+                    d.resize(r.len(), 0.0);
+                    let d = &mut d[..r.len()];
+                    let mode = super::decode::Mode::Set;
+                    super::decode::decode_stage(&bytes, m, stage, span, d, mode)?;
+                    let sig = if fused {
+                        lane_sq_sums(r, None)
+                    } else {
+                        [0.0; LANES]
+                    };
+                    Ok([sig, lane_sq_sums(r, Some(d))])
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if fused {
+                signal = total(&sums.iter().map(|s| s[0]).collect::<Vec<_>>());
             }
+            noise = total(&sums.iter().map(|s| s[1]).collect::<Vec<_>>());
         }
         sections.extend(secs);
-    }
-    if stages.is_empty() {
-        signal = x.iter().map(|&v| sq(v)).sum();
-        noise = signal;
     }
     for (s, w) in sections.iter().zip(&want) {
         check_section(name, s, w)?;
@@ -289,21 +430,4 @@ fn vector_weights(imp: &[f32], rows: usize, cols: usize, d: usize) -> Vec<f32> {
         w.extend_from_slice(&per_row);
     }
     w
-}
-
-fn decode_stage_owned(
-    secs: &[EncodedSection],
-    m: Matrix,
-    stage: Stage,
-    out: &mut [f32],
-) -> Result<()> {
-    let bytes: Vec<&[u8]> = secs.iter().map(|s| s.bytes.as_slice()).collect();
-    super::decode::decode_stage(
-        &bytes,
-        m,
-        stage,
-        0..m.rows as usize,
-        out,
-        super::decode::Mode::Set,
-    )
 }

@@ -966,7 +966,7 @@ mod tests {
                     1 => (u + rng.unit() + rng.unit() - 1.0) * scale,
                     2 => c * scale,
                     3 => {
-                        if rng.next() % 2 == 0 {
+                        if rng.next().is_multiple_of(2) {
                             0.0
                         } else {
                             -0.0
@@ -983,8 +983,8 @@ mod tests {
                     }
                     7 => (u * 4.0).round() * scale,
                     _ => {
-                        if rng.next() % 3 == 0 {
-                            if rng.next() % 2 == 0 {
+                        if rng.next().is_multiple_of(3) {
+                            if rng.next().is_multiple_of(2) {
                                 0.0
                             } else {
                                 -0.0

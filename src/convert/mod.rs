@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tenpak_converters::safetensors::{Dtype as StDtype, SafetensorsModel};
 
-use crate::codec::encode::encode_tensor;
+use crate::codec::encode::encode_tensor_in_place;
 use crate::codec::{spec, staged};
 use crate::error::{Error, Result};
 use crate::format::{CodecId, Dtype, TensorEntry, TpkWriter, WriterOptions};
@@ -224,13 +224,15 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
     let mut elements = 0u64;
     for (i, (t, plan)) in model.tensors().iter().zip(&plans).enumerate() {
         let n = t.shape.iter().product::<usize>();
-        buf.clear();
+        // Every value is overwritten by the read below: only growth needs filling.
+        buf.truncate(n);
         buf.resize(n, 0.0);
         model.read_f32_into(t, &mut buf, opts.allow_nonfinite)?;
         // The f32 working copy is all the encoder needs: drop the source pages so peak RSS
         // stays near the largest tensor rather than the model size.
         model.release(t)?;
-        let enc = encode_tensor(&t.name, &buf, &plan.shape, &plan.stages)?;
+        // `buf` is refilled for every tensor, so the encoder may keep its residual in it.
+        let enc = encode_tensor_in_place(&t.name, &mut buf, &plan.shape, &plan.stages)?;
         let mut ids = Vec::with_capacity(enc.sections.len());
         let mut stored = 0u64;
         for s in &enc.sections {
