@@ -431,3 +431,80 @@ fn vector_weights(imp: &[f32], rows: usize, cols: usize, d: usize) -> Vec<f32> {
     }
     w
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::spec;
+    use crate::codec::stage::SplitMix64;
+
+    /// The in-place encoder gives the same sections and the same error sums as the borrowing
+    /// one, and the error it reports is the error of the decoded tensor: noise equals the
+    /// squared distance between the source and its full decode (summed in another order, so
+    /// to a relative 1e-9).
+    #[test]
+    fn in_place_matches_borrowed_and_error_is_real() {
+        let rows = 70usize;
+        let mut rng = SplitMix64::new(3);
+        for (preset, cols) in [
+            ("int4_g32", 100usize),
+            ("int4_residual", 100),
+            ("pocketllm", 100),
+            ("tenpak_x", 100),
+            ("q4_k", 256),
+            ("f16", 100),
+        ] {
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|_| (rng.next_f64() - 0.5) as f32 * 0.1)
+                .collect();
+            let shape = [rows as u64, cols as u64];
+            let stages = spec::parse(preset).unwrap();
+            let a = encode_tensor("w", &x, &shape, &stages).unwrap();
+            let mut y = x.clone();
+            let b = encode_tensor_in_place("w", &mut y, &shape, &stages).unwrap();
+            assert_eq!(a.sections.len(), b.sections.len(), "{preset}");
+            for (s, t) in a.sections.iter().zip(&b.sections) {
+                assert_eq!(s.bytes, t.bytes, "{preset}");
+            }
+            assert_eq!(a.signal.to_bits(), b.signal.to_bits(), "{preset}");
+            assert_eq!(a.noise.to_bits(), b.noise.to_bits(), "{preset}");
+            // The full decode, stage by stage.
+            let m = Matrix::of_shape(&shape);
+            let mut dec = vec![0f32; x.len()];
+            let mut k = 0;
+            for (i, st) in a.stages.iter().enumerate() {
+                let n = st.sections(m).unwrap().len();
+                let secs: Vec<&[u8]> = a.sections[k..k + n]
+                    .iter()
+                    .map(|s| s.bytes.as_slice())
+                    .collect();
+                k += n;
+                let mode = if i == 0 {
+                    super::super::decode::Mode::Set
+                } else {
+                    super::super::decode::Mode::Add
+                };
+                super::super::decode::decode_stage(&secs, m, *st, 0..rows, &mut dec, mode).unwrap();
+            }
+            let sig: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let noise: f64 = x
+                .iter()
+                .zip(&dec)
+                .map(|(&a, &b)| {
+                    let e = f64::from(a - b);
+                    e * e
+                })
+                .sum();
+            assert!(
+                (a.signal - sig).abs() <= 1e-9 * sig,
+                "{preset}: {} vs {sig}",
+                a.signal
+            );
+            assert!(
+                (a.noise - noise).abs() <= 1e-6 * noise.max(1e-30),
+                "{preset}: {} vs {noise}",
+                a.noise
+            );
+        }
+    }
+}
