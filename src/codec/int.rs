@@ -229,8 +229,14 @@ fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) 
     }
 }
 
-/// Plain min/max (asymmetric) or signed-absmax (symmetric) parameters of one group, as the
-/// refinement starts from them.
+/// Plain min/max (asymmetric) or signed-absmax (symmetric) parameters of one group, as
+/// the plain encoder stores them and the refinement starts from them.
+///
+/// The asymmetric minimum and maximum are taken 8 lanes at a time (it vectorizes); any
+/// order gives the same values except for the sign of a zero, and neither sign matters:
+/// the offset is stored as `mn + 0.0` (a zero minimum is always +0.0), and the scale only
+/// sees `mx - mn`. So the bytes do not depend on the order or the compiler. The symmetric
+/// extreme keeps the first element of largest magnitude (its sign matters).
 #[inline(always)]
 fn init_params(x: &[f32], p: &IntParams) -> (f16, f16) {
     let qmax = ((1u32 << p.bits) - 1) as f32;
@@ -242,49 +248,37 @@ fn init_params(x: &[f32], p: &IntParams) -> (f16, f16) {
             .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
         (to_f16(-ext / half), f16::ZERO)
     } else {
-        // Explicit compares rather than `f32::min`/`max`, whose result for -0.0 vs 0.0 is
-        // unspecified (LLVM's minnum may return either, and inlined copies did differ): on
-        // ties the first element wins, which is what the refined encoder's compiled
-        // `f32::min`/`max` folds did (inputs are finite, so NaN plays no part).
-        let mn = x
-            .iter()
-            .copied()
-            .fold(f32::INFINITY, |a, v| if v < a { v } else { a });
-        let mx = x
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, |a, v| if v > a { v } else { a });
-        (to_f16((mx - mn) / qmax), to_f16(mn))
+        let (mn, mx) = min_max(x);
+        (to_f16((mx - mn) / qmax), to_f16(mn + 0.0))
     };
     // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
     let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
     (s0, m0)
 }
 
-/// [`init_params`] as the plain (unrefined) encoder computes it, with `f32::min`/`max`
-/// folds. Kept as it was: on a group whose minimum (or maximum) is a zero present with both
-/// signs, which zero these return is up to the compiler (LLVM's minnum leaves it open, and
-/// the compiled plain path does not always keep the first one), and the bytes it produces
-/// are the format's reference. Inputs are finite, so that is the only difference from
-/// [`init_params`].
+/// The minimum and maximum of `x` (finite values; +-inf for an empty slice), in 8 lanes.
 #[inline(always)]
-fn init_params_plain(x: &[f32], p: &IntParams) -> (f16, f16) {
-    let qmax = ((1u32 << p.bits) - 1) as f32;
-    let half = (1i32 << (p.bits - 1)) as f32;
-    let (s0, m0) = if p.symmetric {
-        let ext = x
-            .iter()
-            .copied()
-            .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
-        (to_f16(-ext / half), f16::ZERO)
-    } else {
-        let mn = x.iter().copied().fold(f32::INFINITY, f32::min);
-        let mx = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        (to_f16((mx - mn) / qmax), to_f16(mn))
-    };
-    // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
-    let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
-    (s0, m0)
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut mn = [f32::INFINITY; 8];
+    let mut mx = [f32::NEG_INFINITY; 8];
+    let mut it = x.chunks_exact(8);
+    for c in &mut it {
+        for j in 0..8 {
+            mn[j] = if c[j] < mn[j] { c[j] } else { mn[j] };
+            mx[j] = if c[j] > mx[j] { c[j] } else { mx[j] };
+        }
+    }
+    for (j, &v) in it.remainder().iter().enumerate() {
+        mn[j] = if v < mn[j] { v } else { mn[j] };
+        mx[j] = if v > mx[j] { v } else { mx[j] };
+    }
+    let lo = mn
+        .iter()
+        .fold(f32::INFINITY, |a, &v| if v < a { v } else { a });
+    let hi = mx
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    (lo, hi)
 }
 
 /// Least-squares (s, m) from the weighted sums `[sw, sq, sqq, sx, sqx]` of the current
@@ -328,7 +322,7 @@ fn encode_group(
     let sym = p.symmetric;
     let half = (1i32 << (bits - 1)) as f32;
     let Refine::Opt { max_iters } = refine else {
-        let (s0, m0) = init_params_plain(x, p);
+        let (s0, m0) = init_params(x, p);
         quantize_codes(x, bits, sym, s0, m0, q);
         return (s0, m0);
     };
@@ -1027,7 +1021,7 @@ mod tests {
     fn row_encoders() -> Vec<(&'static str, RowFn)> {
         let mut v: Vec<(&'static str, RowFn)> = vec![("encode_row", encode_row)];
         #[cfg(target_arch = "x86_64")]
-        if kernels::detect() == Backend::Avx2 {
+        if kernels::detect().has_avx2() {
             v.push(("encode_row_avx2", |x, ws, p, r, c, s, o| {
                 // SAFETY: `detect` found AVX2 and F16C.
                 unsafe { encode_row_avx2(x, ws, p, r, c, s, o) }
@@ -1038,6 +1032,59 @@ mod tests {
             }));
         }
         v
+    }
+
+    /// A group whose minimum is a zero present with both signs stores a +0.0 offset
+    /// whatever the order of the zeros and whichever row encoder runs (the bytes must not
+    /// depend on how a min/max reduction treats signed zeros), refined or not.
+    #[test]
+    fn zero_minimum_offset_is_positive_zero_in_any_order() {
+        let g = 16;
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for first_neg in [false, true] {
+            for pos in [0usize, 3, 8, 15] {
+                let mut x: Vec<f32> = (0..g).map(|i| 0.25 + i as f32 * 0.5).collect();
+                let (a, b) = if first_neg { (-0.0, 0.0) } else { (0.0, -0.0) };
+                x[pos] = a;
+                x[(pos + 5) % g] = b;
+                rows.push(x);
+            }
+        }
+        for refine in [Refine::None, Refine::Opt { max_iters: 20 }] {
+            let p = IntParams {
+                bits: 4,
+                group: g,
+                symmetric: false,
+            };
+            let mut want: Option<(Vec<u8>, Vec<u16>, Vec<u16>)> = None;
+            for (name, f) in row_encoders() {
+                for x in &rows {
+                    let mut c = vec![0u8; g / 2];
+                    let mut s = vec![f16::ZERO; 1];
+                    let mut o = vec![f16::ZERO; 1];
+                    f(x, None, &p, refine, &mut c, &mut s, &mut o);
+                    if refine == Refine::None {
+                        assert_eq!(o[0].to_bits(), 0, "{name}: offset {:?}", o[0]);
+                    }
+                    assert_ne!(o[0].to_bits(), 0x8000, "{name} {refine:?}");
+                }
+                // Every encoder gives the same bytes for the same row.
+                let x = &rows[0];
+                let mut c = vec![0u8; g / 2];
+                let mut s = vec![f16::ZERO; 1];
+                let mut o = vec![f16::ZERO; 1];
+                f(x, None, &p, refine, &mut c, &mut s, &mut o);
+                let got = (
+                    c,
+                    s.iter().map(|v| v.to_bits()).collect(),
+                    o.iter().map(|v| v.to_bits()).collect(),
+                );
+                match &want {
+                    None => want = Some(got),
+                    Some(w) => assert_eq!(w, &got, "{name} {refine:?}"),
+                }
+            }
+        }
     }
 
     /// The specialised packings give `bits::pack`'s bytes.
