@@ -3,7 +3,7 @@
 //! Each stage encodes what the previous stages left, computed from the values they will
 //! actually decode to (f16 parameters and all), so no error is hidden between stages.
 
-use half::{bf16, f16};
+use half::{bf16, f16, slice::HalfFloatSliceExt};
 use rayon::prelude::*;
 use zerocopy::IntoBytes;
 
@@ -309,6 +309,24 @@ fn sec(kind: SectionKind, elem: ElemType, bytes: Vec<u8>) -> EncodedSection {
     EncodedSection { kind, elem, bytes }
 }
 
+/// `x` rounded to a 16-bit float type (to nearest, as `half` does), straight into section
+/// bytes through a small block: the output is allocated once, with no intermediate vector
+/// of the narrow type (which would be a second copy of the tensor at peak memory).
+fn narrow_bytes<T>(x: &[f32], conv: impl Fn(&[f32], &mut [T])) -> Vec<u8>
+where
+    T: IntoBytes + zerocopy::Immutable + Default + Copy,
+{
+    const BLOCK: usize = 1024;
+    let mut out = Vec::with_capacity(x.len() * std::mem::size_of::<T>());
+    let mut tmp = [T::default(); BLOCK];
+    for c in x.chunks(BLOCK) {
+        let t = &mut tmp[..c.len()];
+        conv(c, t);
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
+}
+
 fn f16_bytes(v: &[f16]) -> Vec<u8> {
     v.as_bytes().to_vec()
 }
@@ -323,12 +341,12 @@ fn encode_stage(
     Ok(match stage {
         Stage::Raw { dtype } => match dtype {
             Dtype::F16 => {
-                let v: Vec<f16> = x.iter().map(|&f| f16::from_f32(f)).collect();
-                vec![sec(SectionKind::Raw, ElemType::F16, f16_bytes(&v))]
+                let b = narrow_bytes::<f16>(x, |s, d| d.convert_from_f32_slice(s));
+                vec![sec(SectionKind::Raw, ElemType::F16, b)]
             }
             Dtype::BF16 => {
-                let v: Vec<bf16> = x.iter().map(|&f| bf16::from_f32(f)).collect();
-                vec![sec(SectionKind::Raw, ElemType::BF16, v.as_bytes().to_vec())]
+                let b = narrow_bytes::<bf16>(x, |s, d| d.convert_from_f32_slice(s));
+                vec![sec(SectionKind::Raw, ElemType::BF16, b)]
             }
             _ => vec![sec(SectionKind::Raw, ElemType::F32, x.as_bytes().to_vec())],
         },
