@@ -280,17 +280,23 @@ pub(super) unsafe fn nearest(x: &[f32], ct: &[f32], k: usize) -> usize {
         _mm256_storeu_ps(ds.as_mut_ptr(), best_d);
         _mm256_storeu_si256(is.as_mut_ptr() as *mut __m256i, best_i);
     }
+    nearest_finish(&ds, &is, x, ct, k, k8)
+}
+
+/// The end of [`nearest`] and [`nearest512`]: the lowest-index minimum over the lanes'
+/// running minima (`ds`, with their indices `is`), then the centroids `from..k` the vector
+/// steps did not cover, one by one (all with larger indices, so strict `<` keeps ties low).
+fn nearest_finish(ds: &[f32], is: &[i32], x: &[f32], ct: &[f32], k: usize, from: usize) -> usize {
     let mut bd = f32::INFINITY;
     let mut bi = 0usize;
-    for (&d, &i) in ds.iter().zip(&is) {
+    for (&d, &i) in ds.iter().zip(is) {
         let i = i as usize;
         if d < bd || (d == bd && i < bi) {
             bd = d;
             bi = i;
         }
     }
-    // Remaining centroids (all with larger indices): strict `<` keeps ties low.
-    for cc in k8..k {
+    for cc in from..k {
         let mut s = 0.0f32;
         for (j, &xj) in x.iter().enumerate() {
             let e = xj - ct[j * k + cc];
@@ -362,28 +368,7 @@ pub(super) unsafe fn nearest512(x: &[f32], ct: &[f32], k: usize) -> usize {
         _mm512_storeu_ps(ds.as_mut_ptr(), best_d);
         _mm512_storeu_si512(is.as_mut_ptr() as *mut __m512i, best_i);
     }
-    let mut bd = f32::INFINITY;
-    let mut bi = 0usize;
-    for (&d, &i) in ds.iter().zip(&is) {
-        let i = i as usize;
-        if d < bd || (d == bd && i < bi) {
-            bd = d;
-            bi = i;
-        }
-    }
-    // Remaining centroids (all with larger indices): strict `<` keeps ties low.
-    for cc in k16..k {
-        let mut s = 0.0f32;
-        for (j, &xj) in x.iter().enumerate() {
-            let e = xj - ct[j * k + cc];
-            s += e * e;
-        }
-        if s < bd {
-            bd = s;
-            bi = cc;
-        }
-    }
-    bi
+    nearest_finish(&ds, &is, x, ct, k, k16)
 }
 
 /// f16 bits widened to f32 with F16C (exact, like `half`'s conversion).
