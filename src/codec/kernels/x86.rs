@@ -49,12 +49,7 @@ pub(super) unsafe fn int_group(bits: u8, codes: &[u8], aff: Affine, out: &mut [f
     for (k, o) in head.chunks_exact_mut(8).enumerate() {
         let src = &codes[k * per8..k * per8 + per8];
         let q = if bits == 4 {
-            let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-            let v = _mm_cvtsi32_si128(w as i32);
-            let m = _mm_set1_epi8(0x0F);
-            let lo = _mm_and_si128(v, m);
-            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-            _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))
+            _mm256_cvtepu8_epi32(nibbles(load4(src)).0)
         } else {
             let w = u64::from_le_bytes([
                 src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7],
@@ -402,6 +397,70 @@ fn codes8_generic(w: u64, shuf: __m256i, shift: __m256i, mask: __m256i) -> __m25
     _mm256_and_si256(_mm256_srlv_epi32(v, shift), mask)
 }
 
+/// The first 16 bytes of `s` (unaligned load; panics if `s` is shorter).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load16(s: &[u8]) -> __m128i {
+    let s = &s[..16];
+    // SAFETY: `s` is exactly 16 bytes; unaligned load.
+    unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
+}
+
+/// The first 8 bytes of `s` in the low half (unaligned; panics if `s` is shorter).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load8(s: &[u8]) -> __m128i {
+    let s = &s[..8];
+    // SAFETY: `s` is exactly 8 bytes; unaligned 64-bit load.
+    unsafe { _mm_loadl_epi64(s.as_ptr() as *const __m128i) }
+}
+
+/// The first 4 bytes of `s` in the low lane (panics if `s` is shorter).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load4(s: &[u8]) -> __m128i {
+    _mm_cvtsi32_si128(i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// The 4-bit codes of the bytes of `v` (low nibble first) as one byte each, in element
+/// order: codes 0..16 (from bytes 0..8) and codes 16..32.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn nibbles(v: __m128i) -> (__m128i, __m128i) {
+    let nib = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(v, nib);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+    (_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi))
+}
+
+/// The 2-bit codes of the low 8 bytes of `v` as one byte each, in element order: codes
+/// 0..16 (from bytes 0..4) and codes 16..32. Byte k's codes are its bits 0-1, 2-3, 4-5 and
+/// 6-7: split into four byte vectors, then interleaved back.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn crumbs(v: __m128i) -> (__m128i, __m128i) {
+    let three = _mm_set1_epi8(3);
+    let c0 = _mm_and_si128(v, three);
+    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
+    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
+    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
+    let c01 = _mm_unpacklo_epi8(c0, c1);
+    let c23 = _mm_unpacklo_epi8(c2, c3);
+    (_mm_unpacklo_epi16(c01, c23), _mm_unpackhi_epi16(c01, c23))
+}
+
+/// 32 byte codes (`a`: codes 0..16, `b`: 16..32) as four vectors of 8 u32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen32(a: __m128i, b: __m128i) -> [__m256i; 4] {
+    [
+        _mm256_cvtepu8_epi32(a),
+        _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a)),
+        _mm256_cvtepu8_epi32(b),
+        _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b)),
+    ]
+}
+
 /// Groups whose parameters [`whole_groups_pow2`] widens from f16 at once.
 const SEG: usize = 64;
 
@@ -443,7 +502,6 @@ fn whole_groups_pow2<const SYM: bool, const ADD: bool>(
     let gshift = sh.group.trailing_zeros();
     let mask = _mm256_set1_epi32((1i32 << bits) - 1);
     let half = _mm256_set1_epi32(1i32 << (bits - 1));
-    let nib = _mm_set1_epi8(0x0F);
     let mut sb = [0f32; SEG];
     let mut mb = [0f32; SEG];
     let seg_elems = SEG << gshift;
@@ -471,76 +529,36 @@ fn whole_groups_pow2<const SYM: bool, const ADD: bool>(
         let n = os.len();
         let mut i = 0;
         match bits {
-            4 => {
+            4 | 2 => {
+                // 32 codes per step: 16 bytes at b=4, 8 at b=2.
                 while i + 32 <= n {
-                    let src = &c[i / 2..i / 2 + 16];
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    let a = _mm_unpacklo_epi8(lo, hi);
-                    let b = _mm_unpackhi_epi8(lo, hi);
-                    let oo = &mut os[i..i + 32];
-                    let (o01, o23) = oo.split_at_mut(16);
-                    let (o0, o1) = o01.split_at_mut(8);
-                    let (o2, o3) = o23.split_at_mut(8);
-                    emit(o0, i, _mm256_cvtepu8_epi32(a));
-                    emit(o1, i + 8, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a)));
-                    emit(o2, i + 16, _mm256_cvtepu8_epi32(b));
-                    emit(o3, i + 24, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b)));
+                    let (a, b) = if bits == 4 {
+                        nibbles(load16(&c[i / 2..]))
+                    } else {
+                        crumbs(load8(&c[i / 4..]))
+                    };
+                    for (k, (oo, q)) in os[i..i + 32]
+                        .chunks_exact_mut(8)
+                        .zip(widen32(a, b))
+                        .enumerate()
+                    {
+                        emit(oo, i + 8 * k, q);
+                    }
                     i += 32;
                 }
                 while i < n {
-                    let src = &c[i / 2..i / 2 + 4];
-                    let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-                    let v = _mm_cvtsi32_si128(w as i32);
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    emit(
-                        &mut os[i..i + 8],
-                        i,
-                        _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)),
-                    );
+                    let q = if bits == 4 {
+                        _mm256_cvtepu8_epi32(nibbles(load4(&c[i / 2..])).0)
+                    } else {
+                        codes8_generic(load_u64(c, i / 4), shuf, shift, mask)
+                    };
+                    emit(&mut os[i..i + 8], i, q);
                     i += 8;
                 }
             }
             8 => {
                 for (k, (oo, src)) in os.chunks_exact_mut(8).zip(c.chunks_exact(8)).enumerate() {
-                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
-                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
-                    emit(oo, k * 8, _mm256_cvtepu8_epi32(v));
-                }
-            }
-            2 => {
-                let three = _mm_set1_epi8(3);
-                while i + 32 <= n {
-                    let src = &c[i / 4..i / 4 + 8];
-                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
-                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
-                    // Byte k's four codes are bits 0-1, 2-3, 4-5, 6-7: split them into four
-                    // byte vectors, then interleave back into element order.
-                    let c0 = _mm_and_si128(v, three);
-                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
-                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
-                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
-                    let c01 = _mm_unpacklo_epi8(c0, c1);
-                    let c23 = _mm_unpacklo_epi8(c2, c3);
-                    let a = _mm_unpacklo_epi16(c01, c23);
-                    let b = _mm_unpackhi_epi16(c01, c23);
-                    let oo = &mut os[i..i + 32];
-                    let (o01, o23) = oo.split_at_mut(16);
-                    let (o0, o1) = o01.split_at_mut(8);
-                    let (o2, o3) = o23.split_at_mut(8);
-                    emit(o0, i, _mm256_cvtepu8_epi32(a));
-                    emit(o1, i + 8, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a)));
-                    emit(o2, i + 16, _mm256_cvtepu8_epi32(b));
-                    emit(o3, i + 24, _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b)));
-                    i += 32;
-                }
-                while i < n {
-                    let w = load_u64(c, i / 4);
-                    emit(&mut os[i..i + 8], i, codes8_generic(w, shuf, shift, mask));
-                    i += 8;
+                    emit(oo, k * 8, _mm256_cvtepu8_epi32(load8(src)));
                 }
             }
             _ => {
@@ -581,9 +599,9 @@ fn store16<const ADD: bool>(o: &mut [f32], v: __m512) {
     }
 }
 
-/// AVX-512 version of [`whole_groups_pow2`], 16 outputs per step: each lane converts,
-/// multiplies and (asymmetric) adds as the reference does. With 8-element groups the
-/// 16 lanes span two groups, so the parameter vectors are blended from two broadcasts.
+/// AVX-512 version of [`whole_groups_pow2`] for groups of 16 or more (so 16 consecutive
+/// outputs share one group), 16 outputs per step: each lane converts, multiplies and
+/// (asymmetric) adds as the reference does.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F, BW and VL, AVX2 and F16C.
@@ -616,8 +634,6 @@ unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
             _mm512_loadu_si512(shift.as_ptr() as *const __m512i),
         )
     };
-    let nib = _mm_set1_epi8(0x0F);
-    let three = _mm_set1_epi8(3);
     let mut sb = [0f32; SEG];
     let mut mb = [0f32; SEG];
     let seg_elems = SEG << gshift;
@@ -647,71 +663,32 @@ unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
         match bits {
             8 => {
                 while i < n16 {
-                    let src = &c[i..i + 16];
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    store16::<ADD>(&mut os[i..i + 16], value(_mm512_cvtepu8_epi32(v), i));
+                    let q = _mm512_cvtepu8_epi32(load16(&c[i..]));
+                    store16::<ADD>(&mut os[i..i + 16], value(q, i));
                     i += 16;
                 }
             }
-            4 => {
+            4 | 2 => {
+                // 32 codes per step (16 bytes at b=4, 8 at b=2), then a last 16 when the
+                // segment holds an odd number of 16-element groups.
                 while i + 32 <= n16 {
-                    let src = &c[i / 2..i / 2 + 16];
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
-                    let b = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi));
+                    let (a, b) = if bits == 4 {
+                        nibbles(load16(&c[i / 2..]))
+                    } else {
+                        crumbs(load8(&c[i / 4..]))
+                    };
                     let (o0, o1) = os[i..i + 32].split_at_mut(16);
-                    store16::<ADD>(o0, value(a, i));
-                    store16::<ADD>(o1, value(b, i + 16));
+                    store16::<ADD>(o0, value(_mm512_cvtepu8_epi32(a), i));
+                    store16::<ADD>(o1, value(_mm512_cvtepu8_epi32(b), i + 16));
                     i += 32;
                 }
-                while i < n16 {
-                    let src = &c[i / 2..i / 2 + 8];
-                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
-                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
-                    store16::<ADD>(&mut os[i..i + 16], value(a, i));
-                    i += 16;
-                }
-            }
-            2 => {
-                while i + 32 <= n16 {
-                    let src = &c[i / 4..i / 4 + 8];
-                    // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
-                    let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
-                    // Byte k's four codes are bits 0-1, 2-3, 4-5, 6-7: split them into
-                    // four byte vectors, then interleave back into element order.
-                    let c0 = _mm_and_si128(v, three);
-                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
-                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
-                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
-                    let c01 = _mm_unpacklo_epi8(c0, c1);
-                    let c23 = _mm_unpacklo_epi8(c2, c3);
-                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi16(c01, c23));
-                    let b = _mm512_cvtepu8_epi32(_mm_unpackhi_epi16(c01, c23));
-                    let (o0, o1) = os[i..i + 32].split_at_mut(16);
-                    store16::<ADD>(o0, value(a, i));
-                    store16::<ADD>(o1, value(b, i + 16));
-                    i += 32;
-                }
-                // A last 16 (an odd number of 16-element groups).
                 if i < n16 {
-                    let src = &c[i / 4..i / 4 + 4];
-                    let w = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-                    let v = _mm_cvtsi32_si128(w as i32);
-                    let c0 = _mm_and_si128(v, three);
-                    let c1 = _mm_and_si128(_mm_srli_epi16::<2>(v), three);
-                    let c2 = _mm_and_si128(_mm_srli_epi16::<4>(v), three);
-                    let c3 = _mm_and_si128(_mm_srli_epi16::<6>(v), three);
-                    let c01 = _mm_unpacklo_epi8(c0, c1);
-                    let c23 = _mm_unpacklo_epi8(c2, c3);
-                    let a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi16(c01, c23));
-                    store16::<ADD>(&mut os[i..i + 16], value(a, i));
+                    let a = if bits == 4 {
+                        nibbles(load8(&c[i / 2..])).0
+                    } else {
+                        crumbs(load4(&c[i / 4..])).0
+                    };
+                    store16::<ADD>(&mut os[i..i + 16], value(_mm512_cvtepu8_epi32(a), i));
                     i += 16;
                 }
             }
@@ -729,9 +706,7 @@ unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
                             &buf[..]
                         }
                     };
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    let w = _mm512_broadcast_i32x4(v);
+                    let w = _mm512_broadcast_i32x4(load16(src));
                     let q = _mm512_and_si512(
                         _mm512_srlv_epi32(_mm512_shuffle_epi8(w, shuf), shift),
                         mask,
@@ -839,7 +814,6 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
             let k0 = r * sh.gn;
             let rc = &codes[k0 * sh.gb..(k0 + full) * sh.gb];
             let rs = &scales[k0..k0 + full];
-            let nib = _mm_set1_epi8(0x0F);
             for (gi, (o, gc)) in orow[..full * sh.group]
                 .chunks_exact_mut(sh.group)
                 .zip(rc.chunks_exact(sh.gb))
@@ -860,9 +834,7 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                 };
                 if sh.bits == 8 {
                     for (oo, src) in o.chunks_exact_mut(8).zip(gc.chunks_exact(8)) {
-                        // SAFETY: `src` is exactly 8 bytes; unaligned 64-bit load.
-                        let v = unsafe { _mm_loadl_epi64(src.as_ptr() as *const __m128i) };
-                        store8(oo, aff8(_mm256_cvtepu8_epi32(v)), mode);
+                        store8(oo, aff8(_mm256_cvtepu8_epi32(load8(src))), mode);
                     }
                     continue;
                 }
@@ -877,19 +849,10 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                     continue;
                 }
                 for (oo, src) in o.chunks_exact_mut(32).zip(gc.chunks_exact(16)) {
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    let a = _mm_unpacklo_epi8(lo, hi);
-                    let b = _mm_unpackhi_epi8(lo, hi);
-                    let (o01, o23) = oo.split_at_mut(16);
-                    let (o0, o1) = o01.split_at_mut(8);
-                    let (o2, o3) = o23.split_at_mut(8);
-                    store8(o0, aff8(_mm256_cvtepu8_epi32(a)), mode);
-                    store8(o1, aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a))), mode);
-                    store8(o2, aff8(_mm256_cvtepu8_epi32(b)), mode);
-                    store8(o3, aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b))), mode);
+                    let (a, b) = nibbles(load16(src));
+                    for (o8, q) in oo.chunks_exact_mut(8).zip(widen32(a, b)) {
+                        store8(o8, aff8(q), mode);
+                    }
                 }
             }
         }
@@ -915,28 +878,11 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
             let mut i = 0;
             if bits == 4 {
                 // 32 codes (16 bytes) per step: low and high nibbles interleaved.
-                let nib = _mm_set1_epi8(0x0F);
                 while i + 32 <= n8 {
-                    let src = &gc[i / 2..i / 2 + 16];
-                    // SAFETY: `src` is exactly 16 bytes; unaligned load.
-                    let v = unsafe { _mm_loadu_si128(src.as_ptr() as *const __m128i) };
-                    let lo = _mm_and_si128(v, nib);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
-                    let a = _mm_unpacklo_epi8(lo, hi);
-                    let b = _mm_unpackhi_epi8(lo, hi);
-                    let oo = &mut o[i..i + 32];
-                    store8(&mut oo[0..8], aff8(_mm256_cvtepu8_epi32(a)), mode);
-                    store8(
-                        &mut oo[8..16],
-                        aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(a))),
-                        mode,
-                    );
-                    store8(&mut oo[16..24], aff8(_mm256_cvtepu8_epi32(b)), mode);
-                    store8(
-                        &mut oo[24..32],
-                        aff8(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(b))),
-                        mode,
-                    );
+                    let (a, b) = nibbles(load16(&gc[i / 2..]));
+                    for (o8, q) in o[i..i + 32].chunks_exact_mut(8).zip(widen32(a, b)) {
+                        store8(o8, aff8(q), mode);
+                    }
                     i += 32;
                 }
             }
