@@ -99,117 +99,93 @@ fn main() {
         .num_threads(1)
         .build_global()
         .expect("the global pool is configured once, before any use");
-    let shape = [ROWS, COLS];
-    let n = (ROWS * COLS) as usize;
-    let mut g = Gaussian::new(42);
-    let x: Vec<f32> = (0..n).map(|_| (g.sample() * 0.02) as f32).collect();
-    let out_bytes = (n * 4) as f64;
-
-    let src = x.clone();
-    let mut dst = vec![0f32; n];
-    let t_memcpy = time(|| {
-        dst.copy_from_slice(black_box(&src));
-        black_box(&mut dst);
-    });
-    let memcpy_gbs = out_bytes / t_memcpy / 1e9;
-    println!(
-        "decode throughput, one core, {ROWS}x{COLS} tensor ({:.1} MB of f32 output)",
-        out_bytes / 1e6
-    );
     println!("backend: {:?}", tenpak::codec::kernels::detect());
-    header(memcpy_gbs);
-
     let dir = tempfile::tempdir().expect("a temporary folder can be created");
-    for spec_str in [
-        "raw:dtype=f16",
-        "raw:dtype=bf16",
-        "int:b=4,g=32",
-        "int:b=8,g=32,sym",
-        "int:b=2,g=16",
-        "int:b=4,g=8",
-        "int:b=4,g=16",
-        "int:b=4,g=64",
-        "int:b=4,g=128",
-        "int4_residual",
-        "int:b=3,g=32",
-        "int:b=5,g=32",
-        "int:b=6,g=32",
-        "int:b=8,g=32",
-        "int:b=4,g=128,sym",
-        "vq:d=4,k=256",
-        "lowrank:r=32",
-        "q4_k",
-        "q8_0",
-        "tenpak_x",
-    ] {
-        if !wanted(spec_str) {
-            continue;
-        }
-        let path = dir.path().join("b.tpk");
-        write_tpk(&path, &x, &shape, spec_str);
-        let f = TpkFile::open(&path).expect("bench file opens");
-        let t = f.tensor("w").expect("tensor w was written");
-        let mut out = vec![0f32; n];
-        let (secs, mem) = time_pair(
-            || {
-                t.dequantize_into(black_box(&mut out)).expect("decodes");
-            },
-            || {
-                dst.copy_from_slice(black_box(&src));
-                black_box(&mut dst);
-            },
-        );
-        row(spec_str, out_bytes, secs, mem);
-    }
-
-    memory_bound(dir.path());
-}
-
-/// The memory-bound comparison: 4096 x 8192 (128 MiB of f32 output).
-fn memory_bound(dir: &std::path::Path) {
+    let gaussian = |seed: u64, n: u64| -> Vec<f32> {
+        let mut g = Gaussian::new(seed);
+        (0..n).map(|_| (g.sample() * 0.02) as f32).collect()
+    };
+    table(
+        "decode throughput, one core",
+        dir.path(),
+        &gaussian(42, ROWS * COLS),
+        [ROWS, COLS],
+        &[
+            "raw:dtype=f16",
+            "raw:dtype=bf16",
+            "int:b=4,g=32",
+            "int:b=8,g=32,sym",
+            "int:b=2,g=16",
+            "int:b=4,g=8",
+            "int:b=4,g=16",
+            "int:b=4,g=64",
+            "int:b=4,g=128",
+            "int4_residual",
+            "int:b=3,g=32",
+            "int:b=5,g=32",
+            "int:b=6,g=32",
+            "int:b=8,g=32",
+            "int:b=4,g=128,sym",
+            "vq:d=4,k=256",
+            "lowrank:r=32",
+            "q4_k",
+            "q8_0",
+            "tenpak_x",
+        ],
+    );
+    // The memory-bound comparison: 4096 x 8192 (128 MiB of f32 output).
     const R: u64 = 4096;
     const C: u64 = 8192;
-    let n = (R * C) as usize;
-    let out_bytes = (n * 4) as f64;
-    let mut g = Gaussian::new(7);
-    let x: Vec<f32> = (0..n).map(|_| (g.sample() * 0.02) as f32).collect();
-    let mut dst = vec![0f32; n];
-    let t_memcpy = time(|| {
-        dst.copy_from_slice(black_box(&x));
-        black_box(&mut dst);
-    });
-    let memcpy_gbs = out_bytes / t_memcpy / 1e9;
     println!();
+    table(
+        "memory-bound",
+        dir.path(),
+        &gaussian(7, R * C),
+        [R, C],
+        &[
+            "int:b=4,g=32",
+            "int:b=8,g=32,sym",
+            "int:b=2,g=16",
+            "int:b=4,g=8",
+            "int:b=4,g=16",
+            "int4_residual",
+            "q4_k",
+        ],
+    );
+}
+
+/// One table: `x` (row-major `shape`) encoded with each of `specs` (those the command line
+/// selects) and decoded, each decode timed against a memcpy of the same output size.
+fn table(title: &str, dir: &std::path::Path, x: &[f32], shape: [u64; 2], specs: &[&str]) {
+    let n = x.len();
+    let out_bytes = (n * 4) as f64;
+    let mut dst = vec![0f32; n];
+    let mut memcpy = || {
+        dst.copy_from_slice(black_box(x));
+        black_box(&mut dst);
+    };
+    let memcpy_gbs = out_bytes / time(&mut memcpy) / 1e9;
     println!(
-        "memory-bound: {R}x{C} tensor ({:.0} MB of f32 output)",
+        "{title}: {}x{} tensor ({:.1} MB of f32 output)",
+        shape[0],
+        shape[1],
         out_bytes / 1e6
     );
     header(memcpy_gbs);
-    for spec_str in [
-        "int:b=4,g=32",
-        "int:b=8,g=32,sym",
-        "int:b=2,g=16",
-        "int:b=4,g=8",
-        "int:b=4,g=16",
-        "int4_residual",
-        "q4_k",
-    ] {
+    let mut out = vec![0f32; n];
+    for &spec_str in specs {
         if !wanted(spec_str) {
             continue;
         }
-        let path = dir.join("m.tpk");
-        write_tpk(&path, &x, &[R, C], spec_str);
+        let path = dir.join("b.tpk");
+        write_tpk(&path, x, &shape, spec_str);
         let f = TpkFile::open(&path).expect("bench file opens");
         let t = f.tensor("w").expect("tensor w was written");
-        let mut out = vec![0f32; n];
         let (secs, mem) = time_pair(
             || {
                 t.dequantize_into(black_box(&mut out)).expect("decodes");
             },
-            || {
-                dst.copy_from_slice(black_box(&x));
-                black_box(&mut dst);
-            },
+            &mut memcpy,
         );
         row(spec_str, out_bytes, secs, mem);
     }
