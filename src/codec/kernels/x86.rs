@@ -142,7 +142,8 @@ pub(super) unsafe fn lowrank_rows(
     }
 }
 
-/// `R` rows of [`lowrank_rows`]: 16 columns at a time, then 8, then one by one.
+/// `R` rows of [`lowrank_rows`]: 16 columns at a time, then 8, then one by one (the
+/// reference's own loop).
 #[target_feature(enable = "avx2")]
 fn lowrank_block<const R: usize>(
     left: &[f32],
@@ -152,49 +153,13 @@ fn lowrank_block<const R: usize>(
     out: &mut [f32],
     mode: Mode,
 ) {
-    let load = |t: usize, j: usize| -> __m256 {
-        let src = &right[t * cols + j..t * cols + j + 8];
-        // SAFETY: `src` is exactly 8 f32; unaligned load.
-        unsafe { _mm256_loadu_ps(src.as_ptr()) }
-    };
     let mut j = 0;
     while j + 16 <= cols {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        let (ra, rb) = (load(0, j), load(0, j + 8));
-        for (i, a) in acc.iter_mut().enumerate() {
-            let l = _mm256_set1_ps(left[i * rank]);
-            *a = [_mm256_mul_ps(l, ra), _mm256_mul_ps(l, rb)];
-        }
-        for t in 1..rank {
-            let (ra, rb) = (load(t, j), load(t, j + 8));
-            for (i, a) in acc.iter_mut().enumerate() {
-                let l = _mm256_set1_ps(left[i * rank + t]);
-                a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(l, ra));
-                a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(l, rb));
-            }
-        }
-        for (i, a) in acc.iter().enumerate() {
-            let o = &mut out[i * cols + j..i * cols + j + 16];
-            store8(&mut o[..8], a[0], mode);
-            store8(&mut o[8..], a[1], mode);
-        }
+        lowrank_tile::<R, 2>(left, right, rank, cols, j, out, mode);
         j += 16;
     }
     while j + 8 <= cols {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let ra = load(0, j);
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_mul_ps(_mm256_set1_ps(left[i * rank]), ra);
-        }
-        for t in 1..rank {
-            let ra = load(t, j);
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_set1_ps(left[i * rank + t]), ra));
-            }
-        }
-        for (i, a) in acc.iter().enumerate() {
-            store8(&mut out[i * cols + j..i * cols + j + 8], *a, mode);
-        }
+        lowrank_tile::<R, 1>(left, right, rank, cols, j, out, mode);
         j += 8;
     }
     for jj in j..cols {
@@ -203,11 +168,48 @@ fn lowrank_block<const R: usize>(
             for t in 1..rank {
                 a += left[i * rank + t] * right[t * cols + jj];
             }
-            let o = &mut out[i * cols + jj];
-            match mode {
-                Mode::Set => *o = a,
-                Mode::Add => *o += a,
+            super::put(&mut out[i * cols + jj], a, mode);
+        }
+    }
+}
+
+/// Columns `j..j + 8*W` of `R` rows of [`lowrank_rows`], in `R x W` accumulators of 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lowrank_tile<const R: usize, const W: usize>(
+    left: &[f32],
+    right: &[f32],
+    rank: usize,
+    cols: usize,
+    j: usize,
+    out: &mut [f32],
+    mode: Mode,
+) {
+    // The 8*W values of right-factor row `t` at these columns.
+    let load = |t: usize| -> [__m256; W] {
+        let src = &right[t * cols + j..t * cols + j + 8 * W];
+        // SAFETY: `src` holds exactly 8*W f32, so each 8-lane load at 8*w stays inside it;
+        // unaligned loads.
+        std::array::from_fn(|w| unsafe { _mm256_loadu_ps(src.as_ptr().add(8 * w)) })
+    };
+    let r0 = load(0);
+    let mut acc: [[__m256; W]; R] = std::array::from_fn(|i| {
+        let l = _mm256_set1_ps(left[i * rank]);
+        std::array::from_fn(|w| _mm256_mul_ps(l, r0[w]))
+    });
+    for t in 1..rank {
+        let rt = load(t);
+        for (i, a) in acc.iter_mut().enumerate() {
+            let l = _mm256_set1_ps(left[i * rank + t]);
+            for (aw, rw) in a.iter_mut().zip(&rt) {
+                *aw = _mm256_add_ps(*aw, _mm256_mul_ps(l, *rw));
             }
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        let o = &mut out[i * cols + j..i * cols + j + 8 * W];
+        for (o8, aw) in o.chunks_exact_mut(8).zip(a) {
+            store8(o8, *aw, mode);
         }
     }
 }
