@@ -431,27 +431,41 @@ fn vq_weights_pull_centroids() {
 
 #[test]
 fn vq_simd_matches_scalar_bit_exactly() {
-    for d in 1..=16 {
-        for cols in [d * 5, d * 5 + d / 2 + 1] {
-            let rows = 7;
-            let x = gaussian(rows * cols, d as u64);
-            let p = VqParams {
-                d,
-                k: 16,
-                iters: 2,
-                seed: 3,
-            };
-            let e = vq::encode(&x, rows, cols, &p, None).unwrap();
-            for mode in [Mode::Set, Mode::Add] {
-                let base = gaussian(rows * cols, 5);
-                let (mut s, mut v) = (base.clone(), base);
-                vq::decode_rows_with(Backend::Scalar, e.as_ref(), cols, &p, 0..rows, &mut s, mode)
+    // k = 300 has 2-byte indices; 64 rows make the output larger than the codebook, so the
+    // widened-codebook path runs for both index widths.
+    for (k, rows) in [(16usize, 7usize), (300, 64)] {
+        for d in 1..=16 {
+            for cols in [d * 5, d * 5 + d / 2 + 1] {
+                let x = gaussian(rows * cols, d as u64);
+                let p = VqParams {
+                    d,
+                    k,
+                    iters: 2,
+                    seed: 3,
+                };
+                let e = vq::encode(&x, rows, cols, &p, None).unwrap();
+                for mode in [Mode::Set, Mode::Add] {
+                    let base = gaussian(rows * cols, 5);
+                    let mut s = base.clone();
+                    vq::decode_rows_with(
+                        Backend::Scalar,
+                        e.as_ref(),
+                        cols,
+                        &p,
+                        0..rows,
+                        &mut s,
+                        mode,
+                    )
                     .unwrap();
-                vq::decode_rows_with(Backend::Avx2, e.as_ref(), cols, &p, 0..rows, &mut v, mode)
-                    .unwrap();
-                let sb: Vec<u32> = s.iter().map(|f| f.to_bits()).collect();
-                let vb: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
-                assert_eq!(sb, vb, "d={d} cols={cols} {mode:?}");
+                    let sb: Vec<u32> = s.iter().map(|f| f.to_bits()).collect();
+                    for be in backends() {
+                        let mut v = base.clone();
+                        vq::decode_rows_with(be, e.as_ref(), cols, &p, 0..rows, &mut v, mode)
+                            .unwrap();
+                        let vb: Vec<u32> = v.iter().map(|f| f.to_bits()).collect();
+                        assert_eq!(sb, vb, "{be:?} k={k} d={d} cols={cols} {mode:?}");
+                    }
+                }
             }
         }
     }
