@@ -79,7 +79,12 @@ pub fn encode_tensor(
     shape: &[u64],
     stages: &[Stage],
 ) -> Result<EncodedTensor> {
-    encode_core(name, Residual::Borrowed(x), shape, stages)
+    encode_core(
+        name,
+        Residual::Copy(std::borrow::Cow::Borrowed(x)),
+        shape,
+        stages,
+    )
 }
 
 /// [`encode_tensor`] that uses `x` itself for the residual between stages (no copy of the
@@ -94,29 +99,24 @@ pub fn encode_tensor_in_place(
     encode_core(name, Residual::Mut(x), shape, stages)
 }
 
-/// The values the next stage encodes: the source itself until a stage leaves a residual.
+/// The values the next stage encodes: the source itself until a stage leaves a residual,
+/// which goes into a copy of a borrowed source or straight into a lent buffer.
 enum Residual<'a> {
-    Borrowed(&'a [f32]),
-    Owned(Vec<f32>),
+    Copy(std::borrow::Cow<'a, [f32]>),
     Mut(&'a mut [f32]),
 }
 
 impl Residual<'_> {
     fn get(&self) -> &[f32] {
         match self {
-            Residual::Borrowed(x) => x,
-            Residual::Owned(v) => v,
+            Residual::Copy(x) => x,
             Residual::Mut(x) => x,
         }
     }
 
     fn get_mut(&mut self) -> &mut [f32] {
-        if let Residual::Borrowed(x) = self {
-            *self = Residual::Owned(x.to_vec());
-        }
         match self {
-            Residual::Borrowed(_) => unreachable!("replaced just above"),
-            Residual::Owned(v) => v,
+            Residual::Copy(x) => x.to_mut(),
             Residual::Mut(x) => x,
         }
     }
