@@ -312,19 +312,7 @@ impl<'a> TensorView<'a> {
             return Ok(());
         }
         let plan = self.plan()?;
-        let work = |(c, chunk): (usize, &mut [f32])| {
-            let r0 = c * ROW_CHUNK;
-            plan.decode_rows(r0..r0 + chunk.len() / cols, chunk)
-        };
-        if inline(out.len()) {
-            return out
-                .chunks_mut(ROW_CHUNK * cols)
-                .enumerate()
-                .try_for_each(work);
-        }
-        out.par_chunks_mut(ROW_CHUNK * cols)
-            .enumerate()
-            .try_for_each(work)
+        row_chunks(out, cols, |rows, chunk| plan.decode_rows(rows, chunk))
     }
 
     /// Decodes the whole tensor into a new vector. A shape too large to allocate (a small
@@ -370,22 +358,12 @@ impl<'a> TensorView<'a> {
         }
         let cols = m.cols as usize;
         let plan = self.plan()?;
-        let work = |(c, chunk): (usize, &mut [T])| {
-            let r0 = c * ROW_CHUNK;
+        row_chunks(out, cols, |rows, chunk| {
             let mut tmp = vec![0f32; chunk.len()];
-            plan.decode_rows(r0..r0 + chunk.len() / cols, &mut tmp)?;
+            plan.decode_rows(rows, &mut tmp)?;
             conv(&tmp, chunk);
             Ok(())
-        };
-        if inline(out.len()) {
-            return out
-                .chunks_mut(ROW_CHUNK * cols)
-                .enumerate()
-                .try_for_each(work);
-        }
-        out.par_chunks_mut(ROW_CHUNK * cols)
-            .enumerate()
-            .try_for_each(work)
+        })
     }
 }
 
@@ -394,10 +372,28 @@ impl<'a> TensorView<'a> {
 /// megabyte. A one-thread pool never gains from the hand-off either.
 const PAR_MIN_ELEMS: usize = 256 * 1024;
 
-/// Whether a decode of `n` values runs on the calling thread (same result either way: the
-/// chunks are independent and each is decoded the same way).
-fn inline(n: usize) -> bool {
-    n < PAR_MIN_ELEMS || rayon::current_num_threads() <= 1
+/// Runs `work(rows, values)` over `out` in chunks of [`ROW_CHUNK`] rows of `cols` values,
+/// in parallel unless the decode is small or the pool has one thread (see
+/// [`PAR_MIN_ELEMS`]). The chunks are independent and each is decoded the same way, so the
+/// result is the same either way.
+fn row_chunks<T: Send>(
+    out: &mut [T],
+    cols: usize,
+    work: impl Fn(Range<usize>, &mut [T]) -> Result<()> + Sync,
+) -> Result<()> {
+    let run = |(c, chunk): (usize, &mut [T])| {
+        let r0 = c * ROW_CHUNK;
+        work(r0..r0 + chunk.len() / cols, chunk)
+    };
+    if out.len() < PAR_MIN_ELEMS || rayon::current_num_threads() <= 1 {
+        return out
+            .chunks_mut(ROW_CHUNK * cols)
+            .enumerate()
+            .try_for_each(run);
+    }
+    out.par_chunks_mut(ROW_CHUNK * cols)
+        .enumerate()
+        .try_for_each(run)
 }
 
 /// Output values per slice when a tensor has several stages: each stage after the first
