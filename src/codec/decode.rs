@@ -46,13 +46,6 @@ fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(
     }
 }
 
-fn store(dst: &mut [f32], src: &[f32], mode: Mode) {
-    match mode {
-        Mode::Set => dst.copy_from_slice(src),
-        Mode::Add => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
-    }
-}
-
 /// Decodes rows `rows` of one stage whose section bytes are `secs` into `out`
 /// (`rows.len() * cols` values), overwriting or adding per `mode`.
 pub fn decode_stage(
@@ -100,7 +93,7 @@ pub fn decode_stage(
             }
             _ => {
                 let v = typed::<f32>(secs[0])?;
-                store(out, &v[span], mode);
+                mode.write(out, &v[span]);
             }
         },
         Stage::Int {
@@ -192,7 +185,7 @@ pub fn decode_stage(
                 let res = match mode {
                     Mode::Set => ggml::dequantize_row(ty, src, dst),
                     Mode::Add => ggml::dequantize_row(ty, src, &mut scratch)
-                        .map(|()| store(dst, &scratch, Mode::Add)),
+                        .map(|()| Mode::Add.write(dst, &scratch)),
                 };
                 res.map_err(|e| Error::InvalidArgument(format!("{}: {e}", ty.name())))?;
             }

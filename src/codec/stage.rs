@@ -17,6 +17,17 @@ pub enum Mode {
     Add,
 }
 
+impl Mode {
+    /// Writes `src` into `dst` (same length): copies it, or adds it with one f32 addition
+    /// per value.
+    pub fn write(self, dst: &mut [f32], src: &[f32]) {
+        match self {
+            Mode::Set => dst.copy_from_slice(src),
+            Mode::Add => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+        }
+    }
+}
+
 /// Why a stage refused to encode or decode: parameters outside the documented
 /// ranges, sizes that overflow, or buffers whose lengths disagree with the layout.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -494,7 +494,7 @@ fn vq_row_widened(
                 let Some(c) = i.checked_mul(d).and_then(|s| cbf.get(s..s + o.len())) else {
                     return false;
                 };
-                put_all(o, c, mode);
+                mode.write(o, c);
             }
             true
         }
@@ -515,21 +515,13 @@ fn vq_row_fixed<const D: usize>(
         let Some(c) = cbf.get(i * D..).and_then(|c| c.first_chunk::<D>()) else {
             return false;
         };
-        put_all(o, c, mode);
+        mode.write(o, c);
     }
     if !tail.is_empty() {
         let Some(c) = idx.next().and_then(|i| cbf.get(i * D..i * D + tail.len())) else {
             return false;
         };
-        put_all(tail, c, mode);
+        mode.write(tail, c);
     }
     true
-}
-
-#[inline(always)]
-fn put_all(o: &mut [f32], c: &[f32], mode: Mode) {
-    match mode {
-        Mode::Set => o.copy_from_slice(c),
-        Mode::Add => o.iter_mut().zip(c).for_each(|(o, c)| *o += c),
-    }
 }
