@@ -439,3 +439,53 @@ fn output_equal_to_input_is_refused_and_input_untouched() {
     assert!(!o.status.success(), "side file overwritten");
     assert_eq!(std::fs::read(&cfg).expect("read"), cfg_before);
 }
+
+/// A tensor of two int stages decodes whole (one fused pass where the CPU has it) to
+/// exactly the bits of its stages decoded one by one, the first set and the second added,
+/// for the whole tensor and for a range of rows.
+#[test]
+fn two_int_stages_decode_as_their_stages_one_by_one() {
+    use tenpak::codec::decode::decode_stage;
+    use tenpak::codec::Mode;
+    let dir = tmp();
+    let input = write_llama_tiny(dir.path(), Dtype::F16).expect("fixture writes");
+    let out = dir.path().join("r.tpk");
+    let policy = Policy::new("int4_residual", &[], &[]).expect("preset parses");
+    run_convert(&input, &out, policy, false).expect("converts");
+    let f = TpkFile::open(&out).expect("output opens");
+    let mut checked = 0;
+    for t in f.tensors() {
+        let stages = t.stages().expect("stages");
+        if stages.len() != 2 {
+            continue;
+        }
+        let m = t.matrix();
+        let (rows, cols) = (m.rows as usize, m.cols as usize);
+        let mut want = vec![0f32; rows * cols];
+        let mut next = 0;
+        for (i, st) in stages.iter().enumerate() {
+            let count = st.sections(m).expect("sections").len();
+            let secs: Vec<&[u8]> = (next..next + count)
+                .map(|j| t.section(j).expect("section").bytes())
+                .collect();
+            next += count;
+            let mode = if i == 0 { Mode::Set } else { Mode::Add };
+            decode_stage(&secs, m, *st, 0..rows, &mut want, mode).expect("stage decodes");
+        }
+        let got = t.to_f32_vec().expect("decodes");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{}", t.name());
+        let r = rows / 3..rows;
+        let mut part = vec![0f32; r.len() * cols];
+        t.dequantize_rows_into(r.clone(), &mut part)
+            .expect("rows decode");
+        assert_eq!(
+            bits(&part),
+            bits(&want[r.start * cols..]),
+            "{} rows",
+            t.name()
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "int4_residual gives two-stage tensors");
+}

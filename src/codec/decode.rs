@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use zerocopy::FromBytes;
 
 use super::staged::{self, Matrix, Stage};
-use super::{ggml, int, lowrank, vq};
+use super::{ggml, int, kernels, lowrank, vq};
 use crate::error::{Error, Result};
 use crate::format::{CodecId, Dtype, TensorView};
 
@@ -46,6 +46,78 @@ fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(
     }
 }
 
+/// Checks that `secs` are the sections `stage` has for a matrix `m`, by count and length.
+fn check_sections(secs: &[&[u8]], m: Matrix, stage: Stage) -> Result<()> {
+    let want = stage.sections(m).map_err(Error::InvalidArgument)?;
+    if secs.len() != want.len() || secs.iter().zip(&want).any(|(s, w)| s.len() as u64 != w.len) {
+        return Err(Error::InvalidArgument(
+            "section lengths do not match the stage".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An int stage's parameters and typed views of its (checked) sections.
+struct IntPart<'s> {
+    p: int::IntParams,
+    codes: &'s [u8],
+    scales: Cow<'s, [f16]>,
+    offsets: Cow<'s, [f16]>,
+}
+
+impl<'s> IntPart<'s> {
+    /// `None` for a stage that is not int; an error for sections that do not fit it.
+    fn of(secs: &[&'s [u8]], stage: Stage) -> Option<Result<Self>> {
+        let Stage::Int {
+            bits,
+            group,
+            symmetric,
+            ..
+        } = stage
+        else {
+            return None;
+        };
+        let part = || -> Result<Self> {
+            let (codes, scales) = match secs {
+                [c, s, ..] => (*c, typed::<f16>(s)?),
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "section lengths do not match the stage".into(),
+                    ))
+                }
+            };
+            let offsets = match (symmetric, secs.get(2)) {
+                (true, _) => Cow::Borrowed(&[][..]),
+                (false, Some(o)) => typed::<f16>(o)?,
+                (false, None) => {
+                    return Err(Error::InvalidArgument(
+                        "section lengths do not match the stage".into(),
+                    ))
+                }
+            };
+            Ok(Self {
+                p: int::IntParams {
+                    bits,
+                    group: group as usize,
+                    symmetric,
+                },
+                codes,
+                scales,
+                offsets,
+            })
+        };
+        Some(part())
+    }
+
+    fn as_ref(&self) -> int::IntRef<'_> {
+        int::IntRef {
+            codes: self.codes,
+            scales: &self.scales,
+            offsets: &self.offsets,
+        }
+    }
+}
+
 /// Decodes rows `rows` of one stage whose section bytes are `secs` into `out`
 /// (`rows.len() * cols` values), overwriting or adding per `mode`.
 pub fn decode_stage(
@@ -66,12 +138,7 @@ pub fn decode_stage(
             out.len()
         )));
     }
-    let want = stage.sections(m).map_err(Error::InvalidArgument)?;
-    if secs.len() != want.len() || secs.iter().zip(&want).any(|(s, w)| s.len() as u64 != w.len) {
-        return Err(Error::InvalidArgument(
-            "section lengths do not match the stage".into(),
-        ));
-    }
+    check_sections(secs, m, stage)?;
     let span = rows.start * cols..rows.end * cols;
     match stage {
         Stage::Raw { dtype } => match dtype {
@@ -96,35 +163,11 @@ pub fn decode_stage(
                 mode.write(out, &v[span]);
             }
         },
-        Stage::Int {
-            bits,
-            group,
-            symmetric,
-            ..
-        } => {
-            let p = int::IntParams {
-                bits,
-                group: group as usize,
-                symmetric,
-            };
-            let scales = typed::<f16>(secs[1])?;
-            let offsets = if symmetric {
-                Cow::Borrowed(&[][..])
-            } else {
-                typed::<f16>(secs[2])?
-            };
-            int::decode_rows(
-                int::IntRef {
-                    codes: secs[0],
-                    scales: &scales,
-                    offsets: &offsets,
-                },
-                cols,
-                &p,
-                rows,
-                out,
-                mode,
-            )?;
+        Stage::Int { .. } => {
+            if let Some(part) = IntPart::of(secs, stage) {
+                let part = part?;
+                int::decode_rows(part.as_ref(), cols, &part.p, rows, out, mode)?;
+            }
         }
         Stage::Vq { dim, k, .. } => {
             let p = vq::VqParams {
@@ -439,6 +482,18 @@ impl Plan<'_> {
                 self.m.cols,
                 out.len()
             )));
+        }
+        if let [(s1, secs1), (s2, secs2)] = &self.stages[..] {
+            if let (Some(a), Some(b)) = (IntPart::of(secs1, *s1), IntPart::of(secs2, *s2)) {
+                check_sections(secs1, self.m, *s1)?;
+                check_sections(secs2, self.m, *s2)?;
+                let (a, b) = (a?, b?);
+                let be = kernels::detect();
+                let (ra, rb) = (a.as_ref(), b.as_ref());
+                if int::decode_pair_rows_with(be, ra, &a.p, rb, &b.p, cols, rows.clone(), out)? {
+                    return Ok(());
+                }
+            }
         }
         let mut r0 = rows.start;
         for chunk in out.chunks_mut(step * cols.max(1)) {

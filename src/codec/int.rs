@@ -819,12 +819,89 @@ pub fn decode_rows_with(
     out: &mut [f32],
     mode: Mode,
 ) -> Result<(), StageError> {
+    let Some(r) = rows_of(enc, cols, p, &rows, out.len())? else {
+        return Ok(());
+    };
+    let ok = kernels::int_rows(
+        be,
+        p.bits,
+        p.group,
+        p.symmetric,
+        r.codes,
+        r.scales,
+        r.offsets,
+        cols,
+        out,
+        mode,
+    );
+    if !ok {
+        return Err(StageError::InvalidParams(
+            "int buffers do not match the layout",
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes rows `rows` of two int stages of one tensor into `out` at once: `first` then
+/// `second` added, bit for bit as [`decode_rows_with`] with `Mode::Set` then `Mode::Add`,
+/// in one pass where a fused kernel applies (`kernels::int_pair_rows`). Returns `false`,
+/// writing nothing, where none does.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_pair_rows_with(
+    be: Backend,
+    first: IntRef<'_>,
+    p1: &IntParams,
+    second: IntRef<'_>,
+    p2: &IntParams,
+    cols: usize,
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<bool, StageError> {
+    let (Some(a), Some(b)) = (
+        rows_of(first, cols, p1, &rows, out.len())?,
+        rows_of(second, cols, p2, &rows, out.len())?,
+    ) else {
+        return Ok(true);
+    };
+    Ok(kernels::int_pair_rows(
+        be,
+        a.stage(p1),
+        b.stage(p2),
+        cols,
+        out,
+    ))
+}
+
+impl<'a> IntRef<'a> {
+    /// These buffers with `p` as a kernel's stage.
+    fn stage(self, p: &IntParams) -> kernels::IntStage<'a> {
+        kernels::IntStage {
+            bits: p.bits,
+            group: p.group,
+            symmetric: p.symmetric,
+            codes: self.codes,
+            scales: self.scales,
+            offsets: self.offsets,
+        }
+    }
+}
+
+/// The codes, scales and offsets of rows `rows` of `enc` (a `rows.end x cols` prefix at
+/// least), after checking `p`, the buffers' lengths and `n_out` (= `rows.len() * cols`);
+/// `None` when there is nothing to decode.
+fn rows_of<'e>(
+    enc: IntRef<'e>,
+    cols: usize,
+    p: &IntParams,
+    rows: &Range<usize>,
+    n_out: usize,
+) -> Result<Option<IntRef<'e>>, StageError> {
     p.validate()?;
-    check_rows(&rows, usize::MAX)?;
+    check_rows(rows, usize::MAX)?;
     let lay = layout(rows.end, cols, p).ok_or(StageError::Overflow)?;
     let nrows = rows.end - rows.start;
     let need_out = nrows.checked_mul(cols).ok_or(StageError::Overflow)?;
-    super::stage::check_len("int output", out.len(), need_out)?;
+    super::stage::check_len("int output", n_out, need_out)?;
     if enc.codes.len() < lay.codes_bytes {
         return Err(StageError::Length {
             what: "int codes",
@@ -847,34 +924,21 @@ pub fn decode_rows_with(
         });
     }
     if need_out == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let gn = lay.groups_per_row;
     let gb = p.group_bytes();
     // Both products are bounded by the layout sizes checked above.
     let (k0, k1) = (rows.start * gn, rows.end * gn);
-    let ok = kernels::int_rows(
-        be,
-        p.bits,
-        p.group,
-        p.symmetric,
-        &enc.codes[k0 * gb..k1 * gb],
-        &enc.scales[k0..k1],
-        if p.symmetric {
+    Ok(Some(IntRef {
+        codes: &enc.codes[k0 * gb..k1 * gb],
+        scales: &enc.scales[k0..k1],
+        offsets: if p.symmetric {
             &[]
         } else {
             &enc.offsets[k0..k1]
         },
-        cols,
-        out,
-        mode,
-    );
-    if !ok {
-        return Err(StageError::InvalidParams(
-            "int buffers do not match the layout",
-        ));
-    }
-    Ok(())
+    }))
 }
 
 #[cfg(test)]

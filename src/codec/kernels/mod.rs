@@ -24,7 +24,7 @@ pub enum Backend {
     Scalar,
     /// x86-64 with AVX2 and F16C.
     Avx2,
-    /// x86-64 with AVX2, F16C and AVX-512 F, BW and VL: the int row kernel widens to
+    /// x86-64 with AVX2, F16C and AVX-512 F, BW, VL and VBMI: the int row kernel widens to
     /// 16 lanes; every other kernel runs its AVX2 path.
     Avx512,
 }
@@ -60,6 +60,7 @@ pub fn detect() -> Backend {
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vbmi")
                 {
                     return Backend::Avx512;
                 }
@@ -172,7 +173,7 @@ pub fn int_rows(
         Backend::Avx2 | Backend::Avx512 => {
             let wide = usable(be) == Backend::Avx512;
             // SAFETY: `usable` returned Avx2 or Avx512 only after runtime detection of AVX2
-            // and F16C, and Avx512 (`wide`) only after detecting AVX-512 F, BW and VL;
+            // and F16C, and Avx512 (`wide`) only after detecting AVX-512 F, BW, VL and VBMI;
             // `shape` was checked against every buffer's length just above.
             unsafe { x86::int_rows(&shape, codes, scales, offsets, out, mode, wide) }
         }
@@ -248,6 +249,100 @@ impl IntRowsShape {
             Affine::Asym { s, m }
         }
     }
+}
+
+/// One int stage's buffers for the rows of an [`int_pair_rows`] call (the same layout as
+/// [`int_rows`]'s arguments).
+#[derive(Debug, Clone, Copy)]
+pub struct IntStage<'a> {
+    /// Bits per code.
+    pub bits: u8,
+    /// Group size.
+    pub group: usize,
+    /// Symmetric (no offsets).
+    pub symmetric: bool,
+    /// Packed codes of the rows.
+    pub codes: &'a [u8],
+    /// One scale per group of the rows.
+    pub scales: &'a [f16],
+    /// One offset per group of the rows (empty when symmetric).
+    pub offsets: &'a [f16],
+}
+
+/// Decodes two int stages of the same rows at once: `out = first + second` element by
+/// element, bit for bit what [`int_rows`] gives with `Mode::Set` for `first` then
+/// `Mode::Add` for `second`, in one pass over `out` instead of two (a two-stage tensor such
+/// as `int4_residual` otherwise writes its output, reads it back and writes it again).
+///
+/// Returns `false`, writing nothing, where no fused kernel applies; the caller then runs
+/// the two passes. It applies on AVX-512 to two asymmetric stages of 2, 4 or 8 bits with
+/// one power-of-two group size of 16 or more that divides `cols`.
+pub fn int_pair_rows(
+    be: Backend,
+    first: IntStage<'_>,
+    second: IntStage<'_>,
+    cols: usize,
+    out: &mut [f32],
+) -> bool {
+    let g = first.group;
+    if usable(be) != Backend::Avx512
+        || first.symmetric
+        || second.symmetric
+        || second.group != g
+        || !g.is_power_of_two()
+        || g < 16
+        || cols == 0
+        || !cols.is_multiple_of(g)
+    {
+        return false;
+    }
+    let shape = |s: &IntStage<'_>| {
+        IntRowsShape::check(
+            s.bits,
+            s.group,
+            s.symmetric,
+            s.codes,
+            s.scales,
+            s.offsets,
+            cols,
+            out.len(),
+        )
+    };
+    if shape(&first).is_none() || shape(&second).is_none() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let gshift = g.trailing_zeros();
+        let (a, b) = (first, second);
+        macro_rules! pair {
+            ($b1:literal, $b2:literal) => {
+                // SAFETY: `usable` returned Avx512 only after runtime detection of AVX-512
+                // F, BW, VL and VBMI, AVX2 and F16C; both stages' buffers were checked against
+                // `cols` and `out.len()` above, with whole groups of 2^gshift >= 16.
+                unsafe {
+                    x86::int_pair_512::<$b1, $b2>(
+                        gshift, a.codes, a.scales, a.offsets, b.codes, b.scales, b.offsets, out,
+                    )
+                }
+            };
+        }
+        match (a.bits, b.bits) {
+            (4, 2) => pair!(4, 2),
+            (4, 4) => pair!(4, 4),
+            (8, 2) => pair!(8, 2),
+            (8, 4) => pair!(8, 4),
+            (2, 2) => pair!(2, 2),
+            (8, 8) => pair!(8, 8),
+            (2, 4) => pair!(2, 4),
+            (4, 8) => pair!(4, 8),
+            (2, 8) => pair!(2, 8),
+            _ => return false,
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Scalar reference for [`int_rows`]: group by group, [`int_group_scalar`].
@@ -538,6 +633,128 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fused two-stage int kernel equals the scalar reference's two passes (set, then
+    /// add) bit for bit, for every width pair it takes, group sizes 16..256 and row lengths
+    /// with an odd number of 16-element groups; it declines (writing nothing) every case
+    /// it does not take, and on CPUs without it.
+    #[test]
+    fn int_pair_rows_matches_two_scalar_passes() {
+        let mut rng = SplitMix64::new(5);
+        let f16_finite = |rng: &mut SplitMix64| loop {
+            let h = f16::from_bits(rng.next_u64() as u16);
+            if h.is_finite() {
+                return h;
+            }
+        };
+        let wide = usable(Backend::Avx512) == Backend::Avx512;
+        let mut fused = 0;
+        for (b1, b2) in [
+            (4u8, 2u8),
+            (4, 4),
+            (8, 2),
+            (8, 4),
+            (2, 2),
+            (8, 8),
+            (2, 4),
+            (4, 8),
+            (2, 8),
+            (3, 2),
+        ] {
+            for group in [16usize, 32, 64, 256] {
+                for cols in [group, 3 * group, 4 * group, 1536, 1000] {
+                    let rows = 3;
+                    let gn = cols.div_ceil(group);
+                    let mk = |rng: &mut SplitMix64, bits: u8| {
+                        let codes: Vec<u8> = (0..rows * gn * group / 8 * bits as usize)
+                            .map(|_| rng.next_u64() as u8)
+                            .collect();
+                        let scales: Vec<f16> = (0..rows * gn).map(|_| f16_finite(rng)).collect();
+                        let offsets: Vec<f16> = (0..rows * gn).map(|_| f16_finite(rng)).collect();
+                        (codes, scales, offsets)
+                    };
+                    let (c1, s1, m1) = mk(&mut rng, b1);
+                    let (c2, s2, m2) = mk(&mut rng, b2);
+                    let n = rows * cols;
+                    let mut want = vec![0f32; n];
+                    assert!(int_rows(
+                        Backend::Scalar,
+                        b1,
+                        group,
+                        false,
+                        &c1,
+                        &s1,
+                        &m1,
+                        cols,
+                        &mut want,
+                        Mode::Set
+                    ));
+                    assert!(int_rows(
+                        Backend::Scalar,
+                        b2,
+                        group,
+                        false,
+                        &c2,
+                        &s2,
+                        &m2,
+                        cols,
+                        &mut want,
+                        Mode::Add
+                    ));
+                    let st = |bits, codes, scales, offsets| IntStage {
+                        bits,
+                        group,
+                        symmetric: false,
+                        codes,
+                        scales,
+                        offsets,
+                    };
+                    let (a, b) = (
+                        st(b1, &c1[..], &s1[..], &m1[..]),
+                        st(b2, &c2[..], &s2[..], &m2[..]),
+                    );
+                    let takes = wide && b1 != 3 && cols.is_multiple_of(group);
+                    for be in Backend::available() {
+                        let mut got = vec![-7f32; n];
+                        let did = int_pair_rows(be, a, b, cols, &mut got);
+                        assert_eq!(
+                            did,
+                            takes && be == Backend::Avx512,
+                            "{be:?} b={b1}+{b2} g={group} cols={cols}"
+                        );
+                        if did {
+                            fused += 1;
+                            let wb: Vec<u32> = want.iter().map(|f| f.to_bits()).collect();
+                            let gb: Vec<u32> = got.iter().map(|f| f.to_bits()).collect();
+                            assert_eq!(wb, gb, "b={b1}+{b2} g={group} cols={cols}");
+                        } else {
+                            assert!(got.iter().all(|&v| v == -7.0));
+                        }
+                    }
+                    // Declined: a symmetric stage, different groups, short buffers.
+                    let mut o = vec![-7f32; n];
+                    let sym = IntStage {
+                        symmetric: true,
+                        offsets: &[],
+                        ..a
+                    };
+                    assert!(!int_pair_rows(Backend::Avx512, sym, b, cols, &mut o));
+                    let other = IntStage {
+                        group: group * 2,
+                        ..b
+                    };
+                    assert!(!int_pair_rows(Backend::Avx512, a, other, cols, &mut o));
+                    let short = IntStage {
+                        codes: &c2[1..],
+                        ..b
+                    };
+                    assert!(!int_pair_rows(Backend::Avx512, a, short, cols, &mut o));
+                    assert!(o.iter().all(|&v| v == -7.0));
+                }
+            }
+        }
+        assert_eq!(fused > 0, wide, "the fused kernel ran iff the CPU has it");
     }
 
     /// The blocked low-rank kernel equals the scalar reference bit for bit, for row counts

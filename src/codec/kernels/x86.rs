@@ -606,7 +606,7 @@ fn store16<const ADD: bool>(o: &mut [f32], v: __m512) {
 /// (asymmetric) adds as the reference does.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F, BW and VL, AVX2 and F16C.
+/// The CPU must support AVX-512 F, BW, VL and VBMI, AVX2 and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
 unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
     sh: &super::IntRowsShape,
@@ -736,7 +736,7 @@ unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
 /// [`whole_groups_pow2_512`] where it covers the width.
 ///
 /// # Safety
-/// The CPU must support AVX2 and F16C, and with `wide` also AVX-512 F, BW and VL.
+/// The CPU must support AVX2 and F16C, and with `wide` also AVX-512 F, BW, VL and VBMI.
 /// (Buffer lengths are checked by `IntRowsShape::check`; every access below is a
 /// bounds-checked slice.)
 #[target_feature(enable = "avx2,f16c")]
@@ -807,7 +807,7 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
             // 8-element groups stay on AVX2: two groups per 16 lanes would need blended
             // parameters, which measured slower than two 8-lane steps.
             if wide && sh.group >= 16 {
-                // SAFETY: `wide` is set only when the caller found AVX-512 F, BW and VL.
+                // SAFETY: `wide` is set only when the caller found AVX-512 F, BW, VL and VBMI.
                 unsafe { whole_groups_pow2_512::<SYM, ADD>(sh, c, rs, ro, o) }
             } else {
                 whole_groups_pow2::<SYM, ADD>(sh, c, rs, ro, o, (shuf, shift));
@@ -904,6 +904,100 @@ fn int_rows_impl<const SYM: bool, const ADD: bool>(
                 let aff = sh.affine(sf, mf);
                 super::int_group_scalar(sh.bits, &gc[i / 8 * bits..], aff, &mut o[i..], mode);
             }
+        }
+    }
+}
+
+/// The control of [`codes16_512`]'s bit selection for `B`-bit codes: byte 0 of lane j
+/// takes the 8 bits from bit `j*B` of its 64-bit lane (mod 64, so code 15 of a 4-bit
+/// qword wraps to bits 60..63 and 0..3; the mask keeps 60..63).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shift_control<const B: usize>() -> __m512i {
+    let mut c = [0u8; 64];
+    for j in 0..16 {
+        c[4 * j] = ((j * B) % 64) as u8;
+    }
+    // SAFETY: `c` is exactly 64 bytes; unaligned load.
+    unsafe { _mm512_loadu_si512(c.as_ptr() as *const __m512i) }
+}
+
+/// The codes of elements `i..i + 16` of a flat stream of `B`-bit codes (`B` = 2, 4 or 8;
+/// `i` a multiple of 16) as 16 u32 lanes. For 2 and 4 bits the 16 codes (32 or 64 bits)
+/// are broadcast to every 64-bit lane and each u32 lane picks its own with one
+/// `vpmultishiftqb` (`ctl` from [`shift_control`]) and a mask: two vector operations.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2")]
+fn codes16_512<const B: usize>(c: &[u8], i: usize, ctl: __m512i) -> __m512i {
+    let mask = _mm512_set1_epi32((1 << B) - 1);
+    match B {
+        8 => _mm512_cvtepu8_epi32(load16(&c[i..])),
+        4 => {
+            let w = u64::from_le_bytes(c[i / 2..i / 2 + 8].try_into().unwrap_or([0; 8]));
+            let v = _mm512_set1_epi64(w as i64);
+            _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, v), mask)
+        }
+        _ => {
+            let w = u32::from_le_bytes(c[i / 4..i / 4 + 4].try_into().unwrap_or([0; 4]));
+            let v = _mm512_set1_epi32(w as i32);
+            _mm512_and_si512(_mm512_multishift_epi64_epi8(ctl, v), mask)
+        }
+    }
+}
+
+/// Two asymmetric int stages decoded in one pass, `out = (q1*s1 + m1) + (q2*s2 + m2)` per
+/// element: exactly what the first stage's [`int_rows`] (set) then the second's (add)
+/// compute, without writing and reading back the first stage's values. `B1`, `B2` are
+/// the stages' widths (2, 4 or 8); both use one power-of-two group size of 16 or more
+/// (`1 << gshift`) that divides the row length, so the calls' groups, across rows, form
+/// one flat stream: group k covers `out[k << gshift..]`, with codes `c1`, `c2`, scales
+/// `s1`, `s2` and offsets `m1`, `m2` (checked by the caller).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL and VBMI, AVX2 and F16C.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,f16c")]
+pub(super) unsafe fn int_pair_512<const B1: usize, const B2: usize>(
+    gshift: u32,
+    c1: &[u8],
+    s1: &[f16],
+    m1: &[f16],
+    c2: &[u8],
+    s2: &[f16],
+    m2: &[f16],
+    out: &mut [f32],
+) {
+    let (ctl1, ctl2) = (shift_control::<B1>(), shift_control::<B2>());
+    let mut p = [[0f32; SEG]; 4];
+    for (si, os) in out.chunks_mut(SEG << gshift).enumerate() {
+        let g0 = si * SEG;
+        let ng = os.len() >> gshift;
+        widen(&s1[g0..g0 + ng], &mut p[0][..ng]);
+        widen(&m1[g0..g0 + ng], &mut p[1][..ng]);
+        widen(&s2[g0..g0 + ng], &mut p[2][..ng]);
+        widen(&m2[g0..g0 + ng], &mut p[3][..ng]);
+        let e0 = g0 << gshift;
+        let (c1, c2) = (&c1[e0 * B1 / 8..], &c2[e0 * B2 / 8..]);
+        // The 16 values from segment element `i` (all in one group), codes `q1`, `q2`.
+        let value = |q1: __m512i, q2: __m512i, i: usize| -> __m512 {
+            let k = i >> gshift;
+            let v1 = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_cvtepi32_ps(q1), _mm512_set1_ps(p[0][k])),
+                _mm512_set1_ps(p[1][k]),
+            );
+            let v2 = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_cvtepi32_ps(q2), _mm512_set1_ps(p[2][k])),
+                _mm512_set1_ps(p[3][k]),
+            );
+            _mm512_add_ps(v1, v2)
+        };
+        for (j, o) in os.chunks_exact_mut(16).enumerate() {
+            let i = j * 16;
+            let (q1, q2) = (
+                codes16_512::<B1>(c1, i, ctl1),
+                codes16_512::<B2>(c2, i, ctl2),
+            );
+            store16::<false>(o, value(q1, q2, i));
         }
     }
 }
