@@ -219,20 +219,13 @@ fn encode_core(
     });
     let importance = needs_importance.then(|| column_importance(x, m));
     let chunk = ROW_CHUNK * cols.max(1);
-    // Signal and noise: per row chunk lane sums (see `LANES`), so both are one vectorized
-    // parallel pass and the same for any thread count.
-    // A single stage reads the source once: its error pass sums the signal too.
+    // Signal and noise: per row chunk lane sums (see `LANES`), so both come from vectorized
+    // parallel passes and are the same for any thread count. The signal is summed in the
+    // first pass that reads the source anyway: the error pass of a single stage, or the
+    // first stage's subtract pass of several.
     let fused = stages.len() == 1;
-    let mut signal = if fused {
-        0.0
-    } else {
-        total(
-            &x.par_chunks(chunk)
-                .map(|c| lane_sq_sums(c, None))
-                .collect::<Vec<_>>(),
-        )
-    };
-    let mut noise = signal;
+    let mut signal = 0.0;
+    let mut noise = 0.0;
     let mut sections = Vec::with_capacity(want.len());
     for (si, &stage) in stages.iter().enumerate() {
         let secs = encode_stage(residual.get(), m, stage, importance.as_deref())?;
@@ -240,12 +233,18 @@ fn encode_core(
         let n_chunks = rows.div_ceil(ROW_CHUNK);
         let rows_of = |c: usize| c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
         if si + 1 < stages.len() {
-            // Subtract this stage's decode, a row chunk at a time, in place.
-            residual
+            // Subtract this stage's decode, a row chunk at a time, in place (the first
+            // stage's pass sums the source's signal first).
+            let sig = residual
                 .get_mut()
                 .par_chunks_mut(chunk)
                 .enumerate()
-                .try_for_each_init(Vec::new, |d, (c, r)| -> Result<()> {
+                .map_init(Vec::new, |d, (c, r)| -> Result<[f64; LANES]> {
+                    let sig = if si == 0 {
+                        lane_sq_sums(r, None)
+                    } else {
+                        [0.0; LANES]
+                    };
                     // Scratch reused across the chunks of one worker; every value is set.
                     d.resize(r.len(), 0.0);
                     let d = &mut d[..r.len()];
@@ -254,8 +253,12 @@ fn encode_core(
                     for (a, b) in r.iter_mut().zip(d.iter()) {
                         *a -= b;
                     }
-                    Ok(())
-                })?;
+                    Ok(sig)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if si == 0 {
+                signal = total(&sig);
+            }
         } else {
             let res = residual.get();
             let sums = (0..n_chunks)

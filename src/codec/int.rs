@@ -412,6 +412,9 @@ fn lanes_pass<const SYM: bool, const WEIGHTED: bool>(
         sqq: [0.0; LANES],
         sqx: [0.0; LANES],
     };
+    // Unweighted, the code sums `sq` and `sqq` are sums of integers: exact in i32 (at most
+    // 4096 * 255^2 < 2^31) and exact in the scalar f64 order too, so the same values.
+    let (mut isq, mut isqq) = ([0i32; LANES], [0i32; LANES]);
     for (j, xj) in xt.chunks_exact(LANES).enumerate() {
         for l in 0..LANES {
             let xv = xj[l];
@@ -422,16 +425,26 @@ fn lanes_pass<const SYM: bool, const WEIGHTED: bool>(
                 c as f32 * sf[l] + mf[l]
             };
             let e = (dec - xv) as f64;
-            let w = if WEIGHTED {
-                wt[j * LANES + l] as f64
-            } else {
-                1.0
-            };
-            r.err[l] += w * e * e;
             let qv = if SYM { c as f64 - half64 } else { c as f64 };
-            r.sq[l] += w * qv;
-            r.sqq[l] += w * qv * qv;
-            r.sqx[l] += w * qv * xv as f64;
+            if WEIGHTED {
+                let w = wt[j * LANES + l] as f64;
+                r.err[l] += w * e * e;
+                r.sq[l] += w * qv;
+                r.sqq[l] += w * qv * qv;
+                r.sqx[l] += w * qv * xv as f64;
+            } else {
+                let qi = if SYM { c - half } else { c };
+                r.err[l] += e * e;
+                isq[l] += qi;
+                isqq[l] += qi * qi;
+                r.sqx[l] += qv * xv as f64;
+            }
+        }
+    }
+    if !WEIGHTED {
+        for l in 0..LANES {
+            r.sq[l] = f64::from(isq[l]);
+            r.sqq[l] = f64::from(isqq[l]);
         }
     }
     r
@@ -463,30 +476,55 @@ impl Lanes {
     /// Puts the group `x` (weights `w`), number `k` in the row, into lane `l` with its
     /// min/max parameters.
     #[inline(always)]
-    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, p: &IntParams) {
+    /// `sx` is the group's `encode_group` sum `sx` when unweighted (computed ahead by
+    /// [`plain_sums`]); weighted groups sum theirs here.
+    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, sx: f64, p: &IntParams) {
         let (s0, m0) = init_params(x, p);
         self.cur[l] = (s0, m0);
         self.sf[l] = s0.to_f32();
         self.mf[l] = m0.to_f32();
-        // `encode_group`'s `sw` and `sx`, in its order.
-        let (mut sw, mut sx) = (0.0f64, 0.0f64);
         for (j, &xv) in x.iter().enumerate() {
             self.xt[j * LANES + l] = xv;
-            let wv = match w {
-                Some(w) => {
-                    self.wt[j * LANES + l] = w[j];
-                    w[j] as f64
-                }
-                None => 1.0,
-            };
-            sw += wv;
-            sx += wv * xv as f64;
         }
-        self.sw[l] = sw;
-        self.sx[l] = sx;
+        match w {
+            Some(w) => {
+                // `encode_group`'s `sw` and `sx`, in its order.
+                let (mut sw, mut sx) = (0.0f64, 0.0f64);
+                for (j, &xv) in x.iter().enumerate() {
+                    self.wt[j * LANES + l] = w[j];
+                    sw += w[j] as f64;
+                    sx += w[j] as f64 * xv as f64;
+                }
+                self.sw[l] = sw;
+                self.sx[l] = sx;
+            }
+            None => {
+                // A sum of ones: exact.
+                self.sw[l] = x.len() as f64;
+                self.sx[l] = sx;
+            }
+        }
         self.gi[l] = k;
         self.lane[l] = Lane::Fresh;
     }
+}
+
+/// `encode_group`'s unweighted `sx` (the f64 sum of a group's values in element order) of
+/// the first `n` groups of `xrow`, [`LANES`] groups side by side so the sums' dependency
+/// chains overlap (each group's own sum keeps its order, so the same values).
+fn plain_sums(xrow: &[f32], g: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0f64; n];
+    for (b, o) in out.chunks_mut(LANES).enumerate() {
+        let base = b * LANES * g;
+        let mut acc = [0f64; LANES];
+        for j in 0..g {
+            for (l, a) in acc.iter_mut().enumerate().take(o.len()) {
+                *a += xrow[base + l * g + j] as f64;
+            }
+        }
+        o.copy_from_slice(&acc[..o.len()]);
+    }
+    out
 }
 
 /// [`fit`] for every lane at once.
@@ -586,10 +624,15 @@ fn encode_groups_opt(
         sx: [0.0; LANES],
     };
     let mut q = [0u8; MAX_GROUP];
+    let sxs = if ws.is_none() {
+        plain_sums(xrow, g, n)
+    } else {
+        vec![0.0; n]
+    };
     let mut next = 0usize;
-    for l in 0..LANES.min(n) {
+    for (l, &sx) in sxs.iter().enumerate().take(LANES) {
         let (x, w) = group(l);
-        st.load(l, l, x, w, p);
+        st.load(l, l, x, w, sx, p);
         next += 1;
     }
     while st.lane.iter().any(|&s| s != Lane::Empty) {
@@ -632,7 +675,7 @@ fn encode_groups_opt(
             orow[k] = m;
             if next < n {
                 let (x, w) = group(next);
-                st.load(l, next, x, w, p);
+                st.load(l, next, x, w, sxs[next], p);
                 next += 1;
             } else {
                 st.lane[l] = Lane::Empty;
@@ -649,6 +692,25 @@ fn encode_groups_opt(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn encode_row_avx2(
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    encode_row(xrow, ws, p, refine, crow, srow, orow)
+}
+
+/// The same as [`encode_row`], compiled for AVX-512 (8 f64 lanes in one register; the
+/// same IEEE operations, so the same bytes).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL and VBMI, AVX2 and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx2,f16c")]
+unsafe fn encode_row_avx512(
     xrow: &[f32],
     ws: Option<&[f32]>,
     p: &IntParams,
@@ -780,8 +842,14 @@ pub fn encode(
             let ws = col_weights;
             match be {
                 #[cfg(target_arch = "x86_64")]
-                Backend::Avx2 | Backend::Avx512 => {
-                    // SAFETY: `be` is Avx2 or Avx512 only when `kernels::detect` found AVX2 and F16C.
+                Backend::Avx512 => {
+                    // SAFETY: `be` is Avx512 only when `kernels::detect` found AVX-512 F, BW,
+                    // VL and VBMI, AVX2 and F16C.
+                    unsafe { encode_row_avx512(xrow, ws, p, refine, crow, srow, orow) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => {
+                    // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
                     unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
                 }
                 _ => encode_row(xrow, ws, p, refine, crow, srow, orow),

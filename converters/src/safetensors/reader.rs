@@ -430,25 +430,25 @@ impl SafetensorsModel {
         let size = t.dtype.size_bytes();
         let bytes = self.raw_bytes(t)?;
         let src = &bytes[first * size..(first + count) * size];
-        match t.dtype {
+        // Whether every value is finite, found block by block while the block is in cache.
+        let finite = match t.dtype {
             Dtype::F32 => {
-                for (o, c) in out.iter_mut().zip(src.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                let mut ok = true;
+                for (o, c) in out.chunks_mut(BLOCK).zip(src.chunks(4 * BLOCK)) {
+                    for (v, b) in o.iter_mut().zip(c.chunks_exact(4)) {
+                        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                    ok &= all_finite(o);
                 }
+                ok
             }
             // Widened in blocks with `half`'s slice conversion (F16C/SIMD when the CPU has
             // it; the per-element call re-checks the CPU every time). Exact either way.
             Dtype::F16 => widen_blocks(src, out, half::f16::from_bits),
             Dtype::BF16 => widen_blocks(src, out, half::bf16::from_bits),
             _ => unreachable!("dtype support was checked above"),
-        }
-        // A branch-free pass per block (it vectorizes) finds whether any value is not
-        // finite; only then is the first one looked for.
-        let all_finite = || {
-            out.chunks(1024)
-                .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
         };
-        if !allow_non_finite && !all_finite() {
+        if !allow_non_finite && !finite {
             if let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(SafetensorsError::NonFinite {
                     file: file(),
@@ -462,23 +462,48 @@ impl SafetensorsModel {
     }
 }
 
-/// Widens little-endian 16-bit floats `src` (2 bytes each) into `out` (same count), 1024 at
-/// a time through a stack block and `HalfFloatSliceExt::convert_to_f32_slice`.
-fn widen_blocks<T>(src: &[u8], out: &mut [f32], from_bits: fn(u16) -> T)
+/// Values per block of [`widen_blocks`] and of the f32 read.
+const BLOCK: usize = 1024;
+
+/// Whether every value of `v` is finite: branch-free, so it vectorizes.
+fn all_finite(v: &[f32]) -> bool {
+    v.iter().fold(true, |ok, x| ok & x.is_finite())
+}
+
+/// Widens little-endian 16-bit floats `src` (2 bytes each) into `out` (same count),
+/// [`BLOCK`] at a time with `HalfFloatSliceExt::convert_to_f32_slice`, and returns whether
+/// every value is finite. Bytes aligned for `u16` (on a little-endian CPU) are converted in
+/// place; others go through a stack block first.
+fn widen_blocks<T>(src: &[u8], out: &mut [f32], from_bits: fn(u16) -> T) -> bool
 where
-    T: Copy + Default,
+    T: Copy + Default + zerocopy::FromBytes + zerocopy::Immutable + zerocopy::KnownLayout,
     [T]: half::slice::HalfFloatSliceExt,
 {
     use half::slice::HalfFloatSliceExt;
-    const BLOCK: usize = 1024;
+    use zerocopy::FromBytes;
+    let in_place = if cfg!(target_endian = "little") {
+        <[T]>::ref_from_bytes(src).ok()
+    } else {
+        None
+    };
     let mut tmp = [T::default(); BLOCK];
-    for (o, c) in out.chunks_mut(BLOCK).zip(src.chunks(2 * BLOCK)) {
-        let t = &mut tmp[..o.len()];
-        for (h, b) in t.iter_mut().zip(c.chunks_exact(2)) {
-            *h = from_bits(u16::from_le_bytes([b[0], b[1]]));
-        }
-        t.convert_to_f32_slice(o);
+    let mut ok = true;
+    for (k, o) in out.chunks_mut(BLOCK).enumerate() {
+        let h = match in_place {
+            Some(v) => &v[k * BLOCK..k * BLOCK + o.len()],
+            None => {
+                let t = &mut tmp[..o.len()];
+                let c = &src[2 * k * BLOCK..];
+                for (h, b) in t.iter_mut().zip(c.chunks_exact(2)) {
+                    *h = from_bits(u16::from_le_bytes([b[0], b[1]]));
+                }
+                &*t
+            }
+        };
+        h.convert_to_f32_slice(o);
+        ok &= all_finite(o);
     }
+    ok
 }
 
 #[cfg(test)]
@@ -487,6 +512,41 @@ mod tests {
     fn model_is_send_sync() {
         fn f<T: Send + Sync>() {}
         f::<super::SafetensorsModel>();
+    }
+
+    /// Aligned bytes (widened in place) and the same bytes one byte off (through the
+    /// stack block) give the same values, and both report a non-finite value in any block.
+    #[test]
+    fn widen_blocks_aligned_and_unaligned_agree() {
+        use half::f16;
+        let n = 3 * super::BLOCK + 17;
+        let vals: Vec<f16> = (0..n)
+            .map(|i| f16::from_f32((i as f32 - 900.0) * 0.37))
+            .collect();
+        let mut bytes = vec![0u8; 2 * n + 2];
+        for off in [0usize, 1] {
+            for (i, v) in vals.iter().enumerate() {
+                bytes[off + 2 * i..off + 2 * i + 2].copy_from_slice(&v.to_le_bytes());
+            }
+            let src = &bytes[off..off + 2 * n];
+            let mut out = vec![0f32; n];
+            assert!(
+                super::widen_blocks(src, &mut out, f16::from_bits),
+                "offset {off}"
+            );
+            let want: Vec<f32> = vals.iter().map(|v| v.to_f32()).collect();
+            assert_eq!(out, want, "offset {off}");
+            for bad in [0, super::BLOCK + 5, n - 1] {
+                let mut b = bytes.clone();
+                b[off + 2 * bad..off + 2 * bad + 2].copy_from_slice(&f16::INFINITY.to_le_bytes());
+                let mut o = vec![0f32; n];
+                assert!(!super::widen_blocks(
+                    &b[off..off + 2 * n],
+                    &mut o,
+                    f16::from_bits
+                ));
+            }
+        }
     }
 
     #[test]
