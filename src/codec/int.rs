@@ -220,9 +220,13 @@ fn quantize(
 /// compiler vectorizes.
 #[inline(always)]
 fn quantize_codes(x: &[f32], bits: u8, sym: bool, s: f16, m: f16, q: &mut [u8]) {
+    quantize_codes_f(x, bits, sym, s.to_f32(), m.to_f32(), q)
+}
+
+/// [`quantize_codes`] with the parameters already widened (`sf`, `mf` = `s`, `m` as f32).
+#[inline(always)]
+fn quantize_codes_f(x: &[f32], bits: u8, sym: bool, sf: f32, mf: f32, q: &mut [u8]) {
     let qmax = (1i32 << bits) - 1;
-    let sf = s.to_f32();
-    let mf = m.to_f32();
     let half = 1i32 << (bits - 1);
     for (&xv, qv) in x.iter().zip(q.iter_mut()) {
         *qv = code_of(xv, sym, sf, mf, half, qmax) as u8;
@@ -279,6 +283,64 @@ fn min_max(x: &[f32]) -> (f32, f32) {
         .iter()
         .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
     (lo, hi)
+}
+
+/// [`init_params`] of a row's first groups, with the f16 rounding and widening of all of
+/// them done in one batched (F16C where the CPU has it) conversion each, rather than five
+/// dispatched scalar conversions per group.
+struct RowInit {
+    s: Vec<f16>,
+    m: Vec<f16>,
+    /// `s`, `m` as f32.
+    sf: Vec<f32>,
+    mf: Vec<f32>,
+}
+
+impl RowInit {
+    /// The parameters of groups `0..n` of `xrow` (whole groups of `p.group` values): the
+    /// same values as [`init_params`] gives group by group.
+    #[inline(always)]
+    fn of(xrow: &[f32], p: &IntParams, n: usize) -> Self {
+        let g = p.group;
+        let qmax = ((1u32 << p.bits) - 1) as f32;
+        let half = (1i32 << (p.bits - 1)) as f32;
+        let (mut rs, mut rm) = (vec![0f32; n], vec![0f32; n]);
+        for (k, (s, m)) in rs.iter_mut().zip(rm.iter_mut()).enumerate() {
+            let x = &xrow[k * g..(k + 1) * g];
+            // `to_f16`'s clamp, before the batched rounding.
+            if p.symmetric {
+                let ext = x
+                    .iter()
+                    .copied()
+                    .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+                *s = (-ext / half).clamp(-F16_MAX, F16_MAX);
+            } else {
+                let (mn, mx) = min_max(x);
+                *s = ((mx - mn) / qmax).clamp(-F16_MAX, F16_MAX);
+                *m = (mn + 0.0).clamp(-F16_MAX, F16_MAX);
+            }
+        }
+        let mut r = RowInit {
+            s: vec![f16::ZERO; n],
+            m: vec![f16::ZERO; n],
+            sf: vec![0f32; n],
+            mf: vec![0f32; n],
+        };
+        r.s.convert_from_f32_slice(&rs);
+        r.s.convert_to_f32_slice(&mut r.sf);
+        if !p.symmetric {
+            r.m.convert_from_f32_slice(&rm);
+            r.m.convert_to_f32_slice(&mut r.mf);
+        }
+        // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
+        for (s, sf) in r.s.iter_mut().zip(r.sf.iter_mut()) {
+            if *sf == 0.0 {
+                *s = f16::ONE;
+                *sf = 1.0;
+            }
+        }
+        r
+    }
 }
 
 /// Least-squares (s, m) from the weighted sums `[sw, sq, sqq, sx, sqx]` of the current
@@ -466,6 +528,8 @@ struct Lanes {
     sf: [f32; LANES],
     mf: [f32; LANES],
     best: [(f16, f16); LANES],
+    /// `best` as f32.
+    best_f: [(f32, f32); LANES],
     best_err: [f64; LANES],
     /// The fit's code-free sums `sw`, `sx`, the same every round.
     sw: [f64; LANES],
@@ -478,11 +542,10 @@ impl Lanes {
     #[inline(always)]
     /// `sx` is the group's `encode_group` sum `sx` when unweighted (computed ahead by
     /// [`plain_sums`]); weighted groups sum theirs here.
-    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, sx: f64, p: &IntParams) {
-        let (s0, m0) = init_params(x, p);
-        self.cur[l] = (s0, m0);
-        self.sf[l] = s0.to_f32();
-        self.mf[l] = m0.to_f32();
+    fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, sx: f64, init: &RowInit) {
+        self.cur[l] = (init.s[k], init.m[k]);
+        self.sf[l] = init.sf[k];
+        self.mf[l] = init.mf[k];
         for (j, &xv) in x.iter().enumerate() {
             self.xt[j * LANES + l] = xv;
         }
@@ -596,6 +659,7 @@ fn encode_groups_opt(
     p: &IntParams,
     max_iters: usize,
     n: usize,
+    init: &RowInit,
     crow: &mut [u8],
     srow: &mut [f16],
     orow: &mut [f16],
@@ -619,6 +683,7 @@ fn encode_groups_opt(
         sf: [1.0; LANES],
         mf: [0.0; LANES],
         best: [(f16::ONE, f16::ZERO); LANES],
+        best_f: [(1.0, 0.0); LANES],
         best_err: [0.0; LANES],
         sw: [0.0; LANES],
         sx: [0.0; LANES],
@@ -632,7 +697,7 @@ fn encode_groups_opt(
     let mut next = 0usize;
     for (l, &sx) in sxs.iter().enumerate().take(LANES) {
         let (x, w) = group(l);
-        st.load(l, l, x, w, sx, p);
+        st.load(l, l, x, w, sx, init);
         next += 1;
     }
     while st.lane.iter().any(|&s| s != Lane::Empty) {
@@ -654,6 +719,7 @@ fn encode_groups_opt(
             };
             if improved {
                 st.best[l] = st.cur[l];
+                st.best_f[l] = (st.sf[l], st.mf[l]);
                 st.best_err[l] = r.err[l];
                 if st.it[l] < max_iters {
                     st.it[l] += 1;
@@ -669,13 +735,14 @@ fn encode_groups_opt(
             // The group is done: its codes are those of its best parameters.
             let k = st.gi[l];
             let (s, m) = st.best[l];
-            quantize_codes(group(k).0, p.bits, sym, s, m, &mut q[..g]);
+            let (sf, mf) = st.best_f[l];
+            quantize_codes_f(group(k).0, p.bits, sym, sf, mf, &mut q[..g]);
             pack_group(&q[..g], p.bits, &mut crow[k * gb..(k + 1) * gb]);
             srow[k] = s;
             orow[k] = m;
             if next < n {
                 let (x, w) = group(next);
-                st.load(l, next, x, w, sxs[next], p);
+                st.load(l, next, x, w, sxs[next], init);
                 next += 1;
             } else {
                 st.lane[l] = Lane::Empty;
@@ -741,13 +808,27 @@ fn encode_row(
     let mut tmp = [0u8; MAX_GROUP];
     // Full groups of a refined row go through the lanes (the same bytes as
     // `encode_group`, several groups at a time); the rest one by one.
+    // Plain full groups take their min/max parameters as they are.
     let mut first = 0;
-    if let Refine::Opt { max_iters } = refine {
-        let full = (cols / g).min(gn);
-        if full >= 2 {
-            encode_groups_opt(xrow, ws, p, max_iters, full, crow, srow, orow);
+    let full = (cols / g).min(gn);
+    match refine {
+        Refine::Opt { max_iters } if full >= 2 => {
+            let init = RowInit::of(xrow, p, full);
+            encode_groups_opt(xrow, ws, p, max_iters, full, &init, crow, srow, orow);
             first = full;
         }
+        Refine::None if full >= 1 => {
+            let init = RowInit::of(xrow, p, full);
+            for k in 0..full {
+                let x = &xrow[k * g..(k + 1) * g];
+                quantize_codes_f(x, p.bits, p.symmetric, init.sf[k], init.mf[k], &mut q[..g]);
+                pack_group(&q[..g], p.bits, &mut crow[k * gb..(k + 1) * gb]);
+            }
+            srow[..full].copy_from_slice(&init.s);
+            orow[..full].copy_from_slice(&init.m);
+            first = full;
+        }
+        _ => {}
     }
     for gi in first..gn {
         let c0 = gi * g;
