@@ -11,9 +11,10 @@ pub mod policy;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tenpak_converters::safetensors::{Dtype as StDtype, SafetensorsModel};
+use tenpak_converters::safetensors::{Dtype as StDtype, SafetensorsModel, TensorInfo};
 
 use crate::codec::encode::encode_tensor_in_place;
 use crate::codec::{spec, staged};
@@ -227,7 +228,7 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         // Every value is overwritten by the read below: only growth needs filling.
         buf.truncate(n);
         buf.resize(n, 0.0);
-        model.read_f32_into(t, &mut buf, opts.allow_nonfinite)?;
+        read_parallel(&model, t, &mut buf, opts.allow_nonfinite)?;
         // The f32 working copy is all the encoder needs: drop the source pages so peak RSS
         // stays near the largest tensor rather than the model size.
         model.release(t)?;
@@ -292,4 +293,32 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
         codecs: stats,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Values per slice of [`read_parallel`].
+const READ_SLICE: usize = 1 << 16;
+
+/// [`SafetensorsModel::read_f32_into`] in parallel slices of rows: the widening is otherwise
+/// the one single-threaded step of a conversion. On non-finite values the error is the one
+/// a sequential read gives (the lowest slice's first), whatever the thread count.
+fn read_parallel(
+    model: &SafetensorsModel,
+    t: &TensorInfo,
+    out: &mut [f32],
+    allow_nonfinite: bool,
+) -> Result<()> {
+    let row_len = t.row_len().max(1);
+    let rows_per = (READ_SLICE / row_len).max(1);
+    let results: Vec<_> = out
+        .par_chunks_mut(rows_per * row_len)
+        .enumerate()
+        .map(|(i, o)| {
+            let r0 = i * rows_per;
+            model.read_rows_f32(t, r0..r0 + o.len() / row_len, o, allow_nonfinite)
+        })
+        .collect();
+    for r in results {
+        r?;
+    }
+    Ok(())
 }
