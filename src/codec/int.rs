@@ -1246,6 +1246,13 @@ mod tests {
                 unsafe { reference_row_avx2(x, ws, p, r, c, s, o) }
             }));
         }
+        #[cfg(target_arch = "x86_64")]
+        if kernels::detect() == Backend::Avx512 {
+            v.push(("encode_row_avx512", |x, ws, p, r, c, s, o| {
+                // SAFETY: `detect` found AVX-512 F, BW, VL and VBMI, AVX2 and F16C.
+                unsafe { encode_row_avx512(x, ws, p, r, c, s, o) }
+            }));
+        }
         v
     }
 

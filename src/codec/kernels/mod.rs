@@ -1,7 +1,8 @@
 //! Decode kernels of the codec stages: a plain scalar reference for every stage and x86
 //! fast paths, chosen at run time in this one place ([`detect`]): AVX2/F16C for int rows
-//! of every width, low-rank products, vq search and f16 widening, and AVX-512 for int rows
-//! whose groups are 16 or longer.
+//! of every width, low-rank products, vq search and f16 widening, and AVX-512 (F, BW, VL
+//! and VBMI) for int rows whose groups are 16 or longer and for two int stages decoded in
+//! one pass ([`int_pair_rows`]).
 //!
 //! Every fast path performs exactly the same IEEE f32 operations in the same order as
 //! its scalar reference (separate multiply and add, never a fused multiply-add), so the
@@ -24,8 +25,10 @@ pub enum Backend {
     Scalar,
     /// x86-64 with AVX2 and F16C.
     Avx2,
-    /// x86-64 with AVX2, F16C and AVX-512 F, BW, VL and VBMI: the int row kernel widens to
-    /// 16 lanes; every other kernel runs its AVX2 path.
+    /// x86-64 with AVX2, F16C and AVX-512 F, BW, VL and VBMI (Ice Lake, Zen 4 and later):
+    /// the int row kernels, the fused two-stage int kernel, the nearest-centroid search and
+    /// the int encoder use 16-lane (or 8 x f64) registers; every other kernel runs its AVX2
+    /// path.
     Avx512,
 }
 
