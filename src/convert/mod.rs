@@ -221,19 +221,32 @@ pub fn convert(opts: &ConvertOptions, on_event: &mut dyn FnMut(&Event<'_>)) -> R
     });
 
     let mut stats: Vec<CodecStats> = Vec::new();
+    // One working buffer for every tensor, allocated zeroed at the largest tensor's size
+    // (fresh zero pages, no fill pass) and never grown: each tensor's read overwrites its
+    // prefix.
+    let largest = model
+        .tensors()
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>())
+        .max()
+        .unwrap_or(0);
     let mut buf: Vec<f32> = Vec::new();
+    buf.try_reserve_exact(largest)
+        .map_err(|_| Error::OutOfMemory {
+            what: "the f32 working copy of the largest tensor".into(),
+            bytes: largest as u64 * 4,
+        })?;
+    buf.resize(largest, 0.0);
     let mut elements = 0u64;
     for (i, (t, plan)) in model.tensors().iter().zip(&plans).enumerate() {
         let n = t.shape.iter().product::<usize>();
-        // Every value is overwritten by the read below: only growth needs filling.
-        buf.truncate(n);
-        buf.resize(n, 0.0);
-        read_parallel(&model, t, &mut buf, opts.allow_nonfinite)?;
+        let buf = &mut buf[..n];
+        read_parallel(&model, t, buf, opts.allow_nonfinite)?;
         // The f32 working copy is all the encoder needs: drop the source pages so peak RSS
         // stays near the largest tensor rather than the model size.
         model.release(t)?;
         // `buf` is refilled for every tensor, so the encoder may keep its residual in it.
-        let enc = encode_tensor_in_place(&t.name, &mut buf, &plan.shape, &plan.stages)?;
+        let enc = encode_tensor_in_place(&t.name, buf, &plan.shape, &plan.stages)?;
         let mut ids = Vec::with_capacity(enc.sections.len());
         let mut stored = 0u64;
         for s in &enc.sections {
