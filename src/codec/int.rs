@@ -690,7 +690,7 @@ fn encode_groups_opt(
         sw: [0.0; LANES],
         sx: [0.0; LANES],
     };
-    let mut q = [0u8; MAX_GROUP];
+    let mut q = vec![0u8; g];
     let sxs = if ws.is_none() {
         plain_sums(xrow, g, n)
     } else {
@@ -806,8 +806,10 @@ fn encode_row(
     let gb = p.group_bytes();
     let cols = xrow.len();
     let gn = srow.len();
-    let mut q = [0u8; MAX_GROUP];
-    let mut tmp = [0u8; MAX_GROUP];
+    // Scratch of one group, sized to it: a MAX_GROUP stack array would be zeroed (4 KiB)
+    // per row, more than the codes of a short row.
+    let mut q = vec![0u8; g];
+    let mut tmp = vec![0u8; g];
     // Full groups of a refined row go through the lanes (the same bytes as
     // `encode_group`, several groups at a time); the rest one by one.
     // Plain full groups take their min/max parameters as they are.
