@@ -211,6 +211,18 @@ fn encode_core(
             reason,
         }
     })?;
+    if let Some(ints) = int_stages(stages) {
+        let (sections, signal, noise) = encode_int_rows(&mut residual, m, &ints)?;
+        for (s, w) in sections.iter().zip(&want) {
+            check_section(name, s, w)?;
+        }
+        return Ok(EncodedTensor {
+            stages: stages.to_vec(),
+            sections,
+            signal,
+            noise,
+        });
+    }
     let needs_importance = stages.iter().any(|s| {
         matches!(
             s,
@@ -296,6 +308,174 @@ fn encode_core(
     })
 }
 
+/// The parameters of a stage list made of int stages only, or `None`.
+fn int_stages(stages: &[Stage]) -> Option<Vec<(int::IntParams, int::Refine)>> {
+    stages
+        .iter()
+        .map(|s| match *s {
+            Stage::Int {
+                bits,
+                group,
+                symmetric,
+                refine,
+            } => Some((
+                int::IntParams {
+                    bits,
+                    group: group as usize,
+                    symmetric,
+                },
+                int_refine(refine),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The refinement an int stage's `refine` flag stands for.
+fn int_refine(refine: bool) -> int::Refine {
+    if refine {
+        int::Refine::Opt { max_iters: 20 }
+    } else {
+        int::Refine::None
+    }
+}
+
+/// One row chunk's part of every int stage's buffers.
+type ChunkOut<'a> = Vec<int::IntRowsMut<'a>>;
+
+/// A stage list of int stages only, run as one pipeline per chunk of [`ROW_CHUNK`] rows
+/// while the chunk is in cache: every stage works row by row, so each chunk is encoded by
+/// the first stage, decoded and subtracted, encoded by the next, and so on, with the
+/// signal and error sums taken on the way. Other stage lists go stage by stage over the
+/// whole tensor, reading it from memory once per pass; this is the same bytes and the same
+/// sums (the same chunks, the same kernels) with one pass.
+///
+/// Returns the sections, the signal and the noise; `residual` ends as in the stage-by-stage
+/// path (what the stages before the last left).
+fn encode_int_rows(
+    residual: &mut Residual<'_>,
+    m: Matrix,
+    ints: &[(int::IntParams, int::Refine)],
+) -> Result<(Vec<EncodedSection>, f64, f64)> {
+    let (rows, cols) = (m.rows as usize, m.cols as usize);
+    let mut bufs = Vec::with_capacity(ints.len());
+    for (p, _) in ints {
+        let lay = int::layout(rows, cols, p).ok_or(super::StageError::Overflow)?;
+        bufs.push((
+            vec![0u8; lay.codes_bytes],
+            vec![f16::ZERO; lay.n_scales],
+            vec![f16::ZERO; lay.n_scales],
+            lay,
+        ));
+    }
+    let n_chunks = rows.div_ceil(ROW_CHUNK);
+    // Each stage's buffers split at the same row chunks, regrouped per chunk.
+    let mut per_chunk: Vec<ChunkOut<'_>> = (0..n_chunks).map(|_| Vec::new()).collect();
+    for ((p, _), (codes, scales, offsets, lay)) in ints.iter().zip(bufs.iter_mut()) {
+        let gn = lay.groups_per_row;
+        let gb = p.group_bytes();
+        let parts = codes
+            .chunks_mut((ROW_CHUNK * gn * gb).max(1))
+            .zip(scales.chunks_mut((ROW_CHUNK * gn).max(1)))
+            .zip(offsets.chunks_mut((ROW_CHUNK * gn).max(1)));
+        for (c, ((codes, scales), offsets)) in parts.enumerate() {
+            per_chunk[c].push(int::IntRowsMut {
+                codes,
+                scales,
+                offsets,
+            });
+        }
+    }
+    // A borrowed source is copied a chunk at a time into a worker's scratch.
+    let chunk = (ROW_CHUNK * cols).max(1);
+    let run =
+        |v: &mut [f32], outs: &mut ChunkOut<'_>, d: &mut Vec<f32>| -> Result<[[f64; LANES]; 2]> {
+            let sig = lane_sq_sums(v, None);
+            d.resize(v.len(), 0.0);
+            let d = &mut d[..v.len()];
+            let nrows = v.len().checked_div(cols).unwrap_or(0);
+            let mut noise = [0.0; LANES];
+            for (si, ((p, refine), out)) in ints.iter().zip(outs.iter_mut()).enumerate() {
+                int::encode_rows_into(
+                    v,
+                    cols,
+                    p,
+                    *refine,
+                    int::IntRowsMut {
+                        codes: &mut *out.codes,
+                        scales: &mut *out.scales,
+                        offsets: &mut *out.offsets,
+                    },
+                )?;
+                let enc = int::IntRef {
+                    codes: out.codes,
+                    scales: out.scales,
+                    offsets: if p.symmetric { &[] } else { out.offsets },
+                };
+                int::decode_rows(enc, cols, p, 0..nrows, d, super::decode::Mode::Set)?;
+                if si + 1 < ints.len() {
+                    for (a, b) in v.iter_mut().zip(d.iter()) {
+                        *a -= b;
+                    }
+                } else {
+                    noise = lane_sq_sums(v, Some(d));
+                }
+            }
+            Ok([sig, noise])
+        };
+    let sums: Vec<[[f64; LANES]; 2]> = if rows == 0 || cols == 0 {
+        Vec::new()
+    } else {
+        match residual {
+            Residual::Mut(x) => x
+                .par_chunks_mut(chunk)
+                .zip(per_chunk.par_iter_mut())
+                .map_init(Vec::new, |d, (v, outs)| run(v, outs, d))
+                .collect::<Result<_>>()?,
+            Residual::Copy(x) => x
+                .par_chunks(chunk)
+                .zip(per_chunk.par_iter_mut())
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(v, d), (src, outs)| {
+                        v.clear();
+                        v.extend_from_slice(src);
+                        run(v, outs, d)
+                    },
+                )
+                .collect::<Result<_>>()?,
+        }
+    };
+    drop(per_chunk);
+    let signal = total(&sums.iter().map(|s| s[0]).collect::<Vec<_>>());
+    let noise = total(&sums.iter().map(|s| s[1]).collect::<Vec<_>>());
+    let mut sections = Vec::new();
+    for ((p, _), (codes, scales, mut offsets, lay)) in ints.iter().zip(bufs) {
+        offsets.truncate(lay.n_offsets);
+        sections.extend(int_sections(p, codes, &scales, &offsets)?);
+    }
+    Ok((sections, signal, noise))
+}
+
+/// An int stage's sections from its buffers.
+fn int_sections(
+    p: &int::IntParams,
+    codes: Vec<u8>,
+    scales: &[f16],
+    offsets: &[f16],
+) -> Result<Vec<EncodedSection>> {
+    let elem = ElemType::packed(p.bits)
+        .ok_or_else(|| Error::InvalidArgument(format!("int bits {}", p.bits)))?;
+    let mut v = vec![
+        sec(SectionKind::Codes, elem, codes),
+        sec(SectionKind::Scales, ElemType::F16, f16_bytes(scales)),
+    ];
+    if !p.symmetric {
+        v.push(sec(SectionKind::Offsets, ElemType::F16, f16_bytes(offsets)));
+    }
+    Ok(v)
+}
+
 fn check_section(name: &str, s: &EncodedSection, w: &SectionSpec) -> Result<()> {
     if s.kind != w.kind || s.elem != w.elem || s.bytes.len() as u64 != w.len {
         return Err(Error::SectionMismatch {
@@ -364,30 +544,8 @@ fn encode_stage(
                 group: group as usize,
                 symmetric,
             };
-            let refine = if refine {
-                int::Refine::Opt { max_iters: 20 }
-            } else {
-                int::Refine::None
-            };
-            let int::IntEncoded {
-                codes,
-                scales,
-                offsets,
-            } = int::encode(x, rows, cols, &p, refine, None)?;
-            let elem = ElemType::packed(bits)
-                .ok_or_else(|| Error::InvalidArgument(format!("int bits {bits}")))?;
-            let mut v = vec![
-                sec(SectionKind::Codes, elem, codes),
-                sec(SectionKind::Scales, ElemType::F16, f16_bytes(&scales)),
-            ];
-            if !symmetric {
-                v.push(sec(
-                    SectionKind::Offsets,
-                    ElemType::F16,
-                    f16_bytes(&offsets),
-                ));
-            }
-            v
+            let e = int::encode(x, rows, cols, &p, int_refine(refine), None)?;
+            int_sections(&p, e.codes, &e.scales, &e.offsets)?
         }
         Stage::Vq { dim, k, weighted } => {
             let p = vq::VqParams {
@@ -458,6 +616,52 @@ mod tests {
     use super::*;
     use crate::codec::spec;
     use crate::codec::stage::SplitMix64;
+    use crate::codec::Mode;
+
+    /// An all-int stage list, run per row chunk, gives the sections the stages give one
+    /// after another over the whole tensor (`int::encode`, a whole decode, the residual),
+    /// with several row chunks, partial groups and each kind of int stage; a non-finite
+    /// value anywhere is refused.
+    #[test]
+    fn int_pipeline_matches_stage_by_stage() {
+        let mut rng = SplitMix64::new(11);
+        for (preset, rows, cols) in [
+            ("int4_residual", 150usize, 96usize),
+            ("int4_residual", 70, 100),
+            ("int4_opt", 130, 72),
+            ("int8", 129, 40),
+            ("int:b=3,g=24+int:b=2,g=8,sym+int:b=5,g=16", 67, 50),
+        ] {
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|_| (rng.next_f64() - 0.5) as f32 * 0.1)
+                .collect();
+            let shape = [rows as u64, cols as u64];
+            let stages = spec::parse(preset).unwrap();
+            let got = encode_tensor("w", &x, &shape, &stages).unwrap();
+            let ints = int_stages(&stages).expect("int stages");
+            let mut r = x.clone();
+            let mut want: Vec<Vec<u8>> = Vec::new();
+            for (si, (p, refine)) in ints.iter().enumerate() {
+                let e = int::encode(&r, rows, cols, p, *refine, None).unwrap();
+                let mut d = vec![0f32; r.len()];
+                int::decode_rows(e.as_ref(), cols, p, 0..rows, &mut d, Mode::Set).unwrap();
+                if si + 1 < ints.len() {
+                    r.iter_mut().zip(&d).for_each(|(a, b)| *a -= b);
+                }
+                for sec in int_sections(p, e.codes.clone(), &e.scales, &e.offsets).unwrap() {
+                    want.push(sec.bytes);
+                }
+            }
+            let got_bytes: Vec<Vec<u8>> = got.sections.iter().map(|s| s.bytes.clone()).collect();
+            assert_eq!(got_bytes, want, "{preset} {rows}x{cols}");
+            let mut bad = x.clone();
+            bad[rows * cols - 3] = f32::NAN;
+            assert!(matches!(
+                encode_tensor("w", &bad, &shape, &stages),
+                Err(Error::Stage(super::super::StageError::NonFinite))
+            ));
+        }
+    }
 
     /// The in-place encoder gives the same sections and the same error sums as the borrowing
     /// one, and the error it reports is the error of the decoded tensor: noise equals the

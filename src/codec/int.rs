@@ -51,7 +51,7 @@ impl IntParams {
         Ok(())
     }
 
-    fn group_bytes(&self) -> usize {
+    pub(crate) fn group_bytes(&self) -> usize {
         self.group * self.bits as usize / 8
     }
 }
@@ -924,21 +924,7 @@ pub fn encode(
         .enumerate()
         .for_each(|(r, ((crow, srow), orow))| {
             let xrow = &x[r * cols..(r + 1) * cols];
-            let ws = col_weights;
-            match be {
-                #[cfg(target_arch = "x86_64")]
-                Backend::Avx512 => {
-                    // SAFETY: `be` is Avx512 only when `kernels::detect` found AVX-512 F, BW,
-                    // VL and VBMI, AVX2 and F16C.
-                    unsafe { encode_row_avx512(xrow, ws, p, refine, crow, srow, orow) }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Backend::Avx2 => {
-                    // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
-                    unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
-                }
-                _ => encode_row(xrow, ws, p, refine, crow, srow, orow),
-            }
+            encode_row_with(be, xrow, col_weights, p, refine, crow, srow, orow);
         });
     offsets.truncate(lay.n_offsets);
     Ok(IntEncoded {
@@ -946,6 +932,83 @@ pub fn encode(
         scales,
         offsets,
     })
+}
+
+/// [`encode_row`] on the backend `be` (from `kernels::detect`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn encode_row_with(
+    be: Backend,
+    xrow: &[f32],
+    ws: Option<&[f32]>,
+    p: &IntParams,
+    refine: Refine,
+    crow: &mut [u8],
+    srow: &mut [f16],
+    orow: &mut [f16],
+) {
+    match be {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => {
+            // SAFETY: `be` is Avx512 only when `kernels::detect` found AVX-512 F, BW, VL
+            // and VBMI, AVX2 and F16C.
+            unsafe { encode_row_avx512(xrow, ws, p, refine, crow, srow, orow) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            // SAFETY: `be` is Avx2 only when `kernels::detect` found AVX2 and F16C.
+            unsafe { encode_row_avx2(xrow, ws, p, refine, crow, srow, orow) }
+        }
+        _ => encode_row(xrow, ws, p, refine, crow, srow, orow),
+    }
+}
+
+/// One block of whole rows' int buffers, for [`encode_rows_into`]: the rows' part of the
+/// [`encode`] layout, with `offsets` as long as `scales` even when symmetric.
+pub struct IntRowsMut<'a> {
+    /// Packed codes of the rows.
+    pub codes: &'a mut [u8],
+    /// One scale per group of the rows.
+    pub scales: &'a mut [f16],
+    /// One offset per group of the rows (left zero when symmetric).
+    pub offsets: &'a mut [f16],
+}
+
+/// [`encode`] (unweighted) of a block of whole rows `x` into `out`, on the calling thread:
+/// for callers that run a whole pipeline per block of rows while it is in cache. Gives the
+/// same bytes for these rows as [`encode`] of the whole tensor.
+pub fn encode_rows_into(
+    x: &[f32],
+    cols: usize,
+    p: &IntParams,
+    refine: Refine,
+    out: IntRowsMut<'_>,
+) -> Result<(), StageError> {
+    p.validate()?;
+    if cols == 0 {
+        return super::stage::check_len("int input", x.len(), 0);
+    }
+    let rows = x.len() / cols;
+    super::stage::check_len("int input", x.len(), rows * cols)?;
+    let lay = layout(rows, cols, p).ok_or(StageError::Overflow)?;
+    super::stage::check_len("int codes", out.codes.len(), lay.codes_bytes)?;
+    super::stage::check_len("int scales", out.scales.len(), lay.n_scales)?;
+    super::stage::check_len("int offsets", out.offsets.len(), lay.n_scales)?;
+    let (gn, gb) = (lay.groups_per_row, p.group_bytes());
+    let be = kernels::detect();
+    for (xrow, ((crow, srow), orow)) in x.chunks_exact(cols).zip(
+        out.codes
+            .chunks_exact_mut(gn * gb)
+            .zip(out.scales.chunks_exact_mut(gn))
+            .zip(out.offsets.chunks_exact_mut(gn)),
+    ) {
+        // Branch-free, so it vectorizes; the row is in cache for the encoder next.
+        if !xrow.iter().fold(true, |ok, v| ok & v.is_finite()) {
+            return Err(StageError::NonFinite);
+        }
+        encode_row_with(be, xrow, None, p, refine, crow, srow, orow);
+    }
+    Ok(())
 }
 
 /// Decodes `rows` of the tensor into `out` (len `rows.len() * cols`), with the
