@@ -50,11 +50,13 @@ fn typed<T: FromBytes + zerocopy::Immutable + zerocopy::KnownLayout + Clone>(
 fn check_sections(secs: &[&[u8]], m: Matrix, stage: Stage) -> Result<()> {
     let want = stage.sections(m).map_err(Error::InvalidArgument)?;
     if secs.len() != want.len() || secs.iter().zip(&want).any(|(s, w)| s.len() as u64 != w.len) {
-        return Err(Error::InvalidArgument(
-            "section lengths do not match the stage".into(),
-        ));
+        return Err(sections_mismatch());
     }
     Ok(())
+}
+
+fn sections_mismatch() -> Error {
+    Error::InvalidArgument("section lengths do not match the stage".into())
 }
 
 /// An int stage's parameters and typed views of its (checked) sections.
@@ -66,7 +68,8 @@ struct IntPart<'s> {
 }
 
 impl<'s> IntPart<'s> {
-    /// `None` for a stage that is not int; an error for sections that do not fit it.
+    /// `None` for a stage that is not int; an error for sections that do not fit it
+    /// (callers check lengths with [`check_sections`] first; this only relies on the count).
     fn of(secs: &[&'s [u8]], stage: Stage) -> Option<Result<Self>> {
         let Stage::Int {
             bits,
@@ -78,22 +81,10 @@ impl<'s> IntPart<'s> {
             return None;
         };
         let part = || -> Result<Self> {
-            let (codes, scales) = match secs {
-                [c, s, ..] => (*c, typed::<f16>(s)?),
-                _ => {
-                    return Err(Error::InvalidArgument(
-                        "section lengths do not match the stage".into(),
-                    ))
-                }
-            };
-            let offsets = match (symmetric, secs.get(2)) {
-                (true, _) => Cow::Borrowed(&[][..]),
-                (false, Some(o)) => typed::<f16>(o)?,
-                (false, None) => {
-                    return Err(Error::InvalidArgument(
-                        "section lengths do not match the stage".into(),
-                    ))
-                }
+            let (codes, scales, offsets) = match (secs, symmetric) {
+                ([c, s], true) => (*c, typed::<f16>(s)?, Cow::Borrowed(&[][..])),
+                ([c, s, o], false) => (*c, typed::<f16>(s)?, typed::<f16>(o)?),
+                _ => return Err(sections_mismatch()),
             };
             Ok(Self {
                 p: int::IntParams {

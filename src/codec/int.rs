@@ -243,21 +243,30 @@ fn quantize_codes_f(x: &[f32], bits: u8, sym: bool, sf: f32, mf: f32, q: &mut [u
 /// extreme keeps the first element of largest magnitude (its sign matters).
 #[inline(always)]
 fn init_params(x: &[f32], p: &IntParams) -> (f16, f16) {
-    let qmax = ((1u32 << p.bits) - 1) as f32;
-    let half = (1i32 << (p.bits - 1)) as f32;
-    let (s0, m0) = if p.symmetric {
+    let (s, m) = raw_params(x, p);
+    let s0 = f16::from_f32(s);
+    // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
+    let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
+    (s0, f16::from_f32(m))
+}
+
+/// [`init_params`] before the f16 rounding: the scale and offset as f32, clamped as
+/// `to_f16` clamps (the offset is 0 when symmetric).
+#[inline(always)]
+fn raw_params(x: &[f32], p: &IntParams) -> (f32, f32) {
+    let (s, m) = if p.symmetric {
+        let half = (1i32 << (p.bits - 1)) as f32;
         let ext = x
             .iter()
             .copied()
             .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
-        (to_f16(-ext / half), f16::ZERO)
+        (-ext / half, 0.0)
     } else {
+        let qmax = ((1u32 << p.bits) - 1) as f32;
         let (mn, mx) = min_max(x);
-        (to_f16((mx - mn) / qmax), to_f16(mn + 0.0))
+        ((mx - mn) / qmax, mn + 0.0)
     };
-    // A zero (or underflowed) range: any nonzero scale decodes every code 0 to m.
-    let s0 = if s0.to_f32() == 0.0 { f16::ONE } else { s0 };
-    (s0, m0)
+    (s.clamp(-F16_MAX, F16_MAX), m.clamp(-F16_MAX, F16_MAX))
 }
 
 /// The minimum and maximum of `x` (finite values; +-inf for an empty slice), in 8 lanes.
@@ -301,24 +310,13 @@ impl RowInit {
     /// same values as [`init_params`] gives group by group.
     #[inline(always)]
     fn of(xrow: &[f32], p: &IntParams, n: usize) -> Self {
-        let g = p.group;
-        let qmax = ((1u32 << p.bits) - 1) as f32;
-        let half = (1i32 << (p.bits - 1)) as f32;
         let (mut rs, mut rm) = (vec![0f32; n], vec![0f32; n]);
-        for (k, (s, m)) in rs.iter_mut().zip(rm.iter_mut()).enumerate() {
-            let x = &xrow[k * g..(k + 1) * g];
-            // `to_f16`'s clamp, before the batched rounding.
-            if p.symmetric {
-                let ext = x
-                    .iter()
-                    .copied()
-                    .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
-                *s = (-ext / half).clamp(-F16_MAX, F16_MAX);
-            } else {
-                let (mn, mx) = min_max(x);
-                *s = ((mx - mn) / qmax).clamp(-F16_MAX, F16_MAX);
-                *m = (mn + 0.0).clamp(-F16_MAX, F16_MAX);
-            }
+        for ((s, m), x) in rs
+            .iter_mut()
+            .zip(rm.iter_mut())
+            .zip(xrow.chunks_exact(p.group))
+        {
+            (*s, *m) = raw_params(x, p);
         }
         let mut r = RowInit {
             s: vec![f16::ZERO; n],
@@ -540,10 +538,9 @@ struct Lanes {
 
 impl Lanes {
     /// Puts the group `x` (weights `w`), number `k` in the row, into lane `l` with its
-    /// min/max parameters.
+    /// min/max parameters from `init`. `sx` is the group's `encode_group` sum `sx` when
+    /// unweighted (computed ahead by [`plain_sums`]); weighted groups sum theirs here.
     #[inline(always)]
-    /// `sx` is the group's `encode_group` sum `sx` when unweighted (computed ahead by
-    /// [`plain_sums`]); weighted groups sum theirs here.
     fn load(&mut self, l: usize, k: usize, x: &[f32], w: Option<&[f32]>, sx: f64, init: &RowInit) {
         self.cur[l] = (init.s[k], init.m[k]);
         self.sf[l] = init.sf[k];

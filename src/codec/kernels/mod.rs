@@ -558,18 +558,22 @@ mod tests {
     use super::*;
     use crate::codec::stage::SplitMix64;
 
+    /// A random finite f16 (any bit pattern but infinities and NaNs).
+    fn f16_finite(rng: &mut SplitMix64) -> f16 {
+        loop {
+            let h = f16::from_bits(rng.next_u64() as u16);
+            if h.is_finite() {
+                return h;
+            }
+        }
+    }
+
     /// Random codes and random finite f16 parameters: the AVX2 rows kernel equals the
     /// scalar reference bit for bit for every width, group sizes that are not a multiple of
     /// 32, and row lengths that end in a partial (padded) group.
     #[test]
     fn int_rows_simd_matches_scalar_bit_exactly() {
         let mut rng = SplitMix64::new(77);
-        let f16_finite = |rng: &mut SplitMix64| loop {
-            let h = f16::from_bits(rng.next_u64() as u16);
-            if h.is_finite() {
-                return h;
-            }
-        };
         for bits in 1..=8u8 {
             for group in [8usize, 16, 24, 32, 40, 64, 96, 128, 256, 4096] {
                 for cols in [1usize, 7, 8, 9, 24, 31, 33, 63, 100, 257, 1064, 4100] {
@@ -645,12 +649,6 @@ mod tests {
     #[test]
     fn int_pair_rows_matches_two_scalar_passes() {
         let mut rng = SplitMix64::new(5);
-        let f16_finite = |rng: &mut SplitMix64| loop {
-            let h = f16::from_bits(rng.next_u64() as u16);
-            if h.is_finite() {
-                return h;
-            }
-        };
         let wide = usable(Backend::Avx512) == Backend::Avx512;
         let mut fused = 0;
         for (b1, b2) in [

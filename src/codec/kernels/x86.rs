@@ -606,7 +606,7 @@ fn store16<const ADD: bool>(o: &mut [f32], v: __m512) {
 /// (asymmetric) adds as the reference does.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F, BW, VL and VBMI, AVX2 and F16C.
+/// The CPU must support AVX-512 F, BW and VL, AVX2 and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
 unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
     sh: &super::IntRowsShape,
@@ -736,7 +736,7 @@ unsafe fn whole_groups_pow2_512<const SYM: bool, const ADD: bool>(
 /// [`whole_groups_pow2_512`] where it covers the width.
 ///
 /// # Safety
-/// The CPU must support AVX2 and F16C, and with `wide` also AVX-512 F, BW, VL and VBMI.
+/// The CPU must support AVX2 and F16C, and with `wide` also AVX-512 F, BW and VL.
 /// (Buffer lengths are checked by `IntRowsShape::check`; every access below is a
 /// bounds-checked slice.)
 #[target_feature(enable = "avx2,f16c")]
